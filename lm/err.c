@@ -22,7 +22,8 @@ int lm_err_prefix(lm_err *err, const char *fmt, ...) {
         vsnprintf(prefix, sizeof prefix, fmt, ap);
         va_end(ap);
         memcpy(old, err->msg, sizeof old);
-        snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
+        /* The prefix is short; the tail of a long message is what gets cut. */
+        snprintf(err->msg, sizeof err->msg, "%.200s%.800s", prefix, old);
     }
     return -1;
 }

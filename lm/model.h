@@ -57,6 +57,8 @@ typedef struct lm_tensor {
     int shape[2];       /* [rows, cols]; Linear weights are [out, in] */
     size_t numel;
     int hf_transposed;  /* stored as GPT-2 Conv1D [in, out] in HF files */
+    char stored[8];     /* dtype in the file it was loaded from ("F32",
+                           "F16", "BF16", "Q8_0"); "" when made here */
     float *data;
     float *grad;        /* NULL unless gradients were allocated */
 } lm_tensor;
@@ -130,13 +132,17 @@ int lm_model_add_mapping(lm_model *m, void *addr, size_t len, lm_err *err);
 typedef struct lm_acts {
     int B, T;               /* capacity */
     int cur_B, cur_T;       /* shape of the last forward */
+    int training;           /* all layers kept, backward buffers present */
     float *memory;
     size_t floats;
     /* per layer, [L, ...] */
     float *resid;           /* [L+1, B*T, C]: input of each layer, then final */
     float *ln1, *ln1_mean, *ln1_rstd;
     float *q, *k, *v;       /* [L, B*T, H*D] / [L, B*T, KVH*D], after RoPE */
-    float *att;             /* [L, B, H, T, T] probabilities */
+    float *att;             /* [L, B, H, T, T] attention probabilities; a
+                               caller may read them after a forward (with
+                               training buffers every layer's are kept,
+                               otherwise only the last layer's) */
     float *atty;            /* [L, B*T, H*D] attention output */
     float *resid_mid;       /* [L, B*T, C] after the attention residual */
     float *ln2, *ln2_mean, *ln2_rstd;
@@ -146,7 +152,8 @@ typedef struct lm_acts {
     float *logits;          /* [B*T, V] */
     float *losses;          /* [B*T] */
     /* scratch for backward */
-    float *d_resid, *d_buf1, *d_buf2, *d_ffn1, *d_ffn2, *d_q, *d_k, *d_v;
+    float *d_resid, *d_buf1, *d_buf2, *d_ffn1, *d_ffn2, *d_ffn3;
+    float *d_q, *d_k, *d_v;
     float *d_logits;
     float *d_input_embeds;  /* [B*T, C]: gradient w.r.t. the input embeddings */
     int32_t *pos;           /* [B*T] */

@@ -1,3 +1,47 @@
-/* placeholder: replaced by the CLI */
+/* smudge: a benchmark for attacks on and defences of language-model
+ * provenance. This file only dispatches to the subcommands. */
 #include <stdio.h>
-int main(void) { puts("smudge"); return 0; }
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+
+static const smudge_command commands[] = {
+    {"score", "log-probabilities of a token sequence under a model", cmd_score},
+    {"inspect", "architecture, shapes, parameter count and stored dtypes", cmd_inspect},
+    {"convert", "load any supported checkpoint and save it as a Hugging Face folder", cmd_convert},
+    {"bench", "measure runtime throughput (forward)", cmd_bench},
+};
+static const int n_commands = sizeof commands / sizeof commands[0];
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: smudge <command> [options]\n"
+            "       smudge <command> --help\n\n"
+            "commands:\n");
+    for (int i = 0; i < n_commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nsmudge %s\n", SMUDGE_VERSION);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("smudge %s\n", SMUDGE_VERSION);
+        return CLI_OK;
+    }
+    for (int i = 0; i < n_commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc, argv);
+    fprintf(stderr, "smudge: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return CLI_USAGE;
+}

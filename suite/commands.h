@@ -1,0 +1,17 @@
+/* The smudge subcommands. Each takes the full argv (argv[1] is its name),
+ * prints its own --help, and returns an exit code from cli.h. */
+#ifndef SMUDGE_COMMANDS_H
+#define SMUDGE_COMMANDS_H
+
+typedef struct smudge_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} smudge_command;
+
+int cmd_score(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif
