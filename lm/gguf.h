@@ -144,4 +144,13 @@ int lm_gguf_arr_i32(const lm_gguf_arr *a, uint64_t i, int32_t *out,
 /* out[n_elements] = the tensor's values as fp32 (F32, F16, BF16, Q8_0). */
 int lm_gguf_dequantize(const lm_gguf_tensor *t, float *out, lm_err *err);
 
+/* Meta's checkpoints, llama2.c and llama.cpp's converter order the rows of
+ * each q/k head as interleaved RoPE pairs (x0,x1),(x2,x3),...; Hugging Face
+ * (and our runtime) rotates halves (x_i, x_{i+D/2}). This maps a [n_heads *
+ * head_dim, cols] matrix from the first row order to the second:
+ * dst row h*D + j*D/2 + i = src row h*D + 2i + j. dst and src must not
+ * overlap. */
+void lm_rope_rows_to_hf(float *dst, const float *src, int n_heads,
+                        int head_dim, int cols);
+
 #endif
