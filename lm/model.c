@@ -16,11 +16,11 @@
 #include "lora.h"
 #include "model.h"
 
-static int uses_rope(const lm_config *c) {
+int lm_uses_rope(const lm_config *c) {
     return c->arch == LM_ARCH_LLAMA || c->arch == LM_ARCH_MISTRAL;
 }
-static int uses_rmsnorm(const lm_config *c) { return uses_rope(c); }
-static int uses_swiglu(const lm_config *c) { return uses_rope(c); }
+static int uses_rmsnorm(const lm_config *c) { return lm_uses_rope(c); }
+int lm_uses_swiglu(const lm_config *c) { return lm_uses_rope(c); }
 
 /* ---- activations ---- */
 
@@ -41,7 +41,7 @@ int lm_acts_build(lm_acts *a, const lm_model *m, int B, int T, int training,
      * training keeps all L for the backward pass. */
     size_t L = training ? (size_t)c->n_layers : 1;
     size_t Lr = (size_t)c->n_layers + 1;
-    size_t FF = uses_swiglu(c) ? F : 0;
+    size_t FF = lm_uses_swiglu(c) ? F : 0;
     size_t MAXW = HD > C ? HD : C;
     struct { float **p; size_t n; } plan[] = {
         {&a->resid, Lr * N * C},
@@ -127,8 +127,8 @@ static layer_acts layer_slice(const lm_model *m, const lm_acts *a, int l) {
 /* ---- linear layers (with an optional LoRA adapter) ---- */
 
 /* y[M,out] (=|+=) x[M,in] @ W^T + b (+ LoRA). */
-static void linear_forward(lm_backend *be, const lm_linear *lin, float *y,
-                           const float *x, int M, int accumulate) {
+void lm_linear_forward(lm_backend *be, const lm_linear *lin, float *y,
+                       const float *x, int M, int accumulate) {
     const lm_tensor *w = lin->w;
     be->matmul_forward(be->ctx, y, x, w->data, lin->b ? lin->b->data : NULL,
                        M, w->shape[1], w->shape[0], accumulate);
@@ -167,19 +167,19 @@ static lm_linear qkv_slice(const lm_layer *L, int part, lm_tensor *wv,
     return lin;
 }
 
-static void project_qkv(lm_backend *be, const lm_layer *L, float *q, float *k,
-                        float *v, const float *x, int M) {
+void lm_qkv_forward(lm_backend *be, const lm_layer *L, float *q, float *k,
+                    float *v, const float *x, int M) {
     if (L->qkv.w) {
         lm_tensor wv, bv;
         lm_linear s;
-        s = qkv_slice(L, 0, &wv, &bv); linear_forward(be, &s, q, x, M, 0);
-        s = qkv_slice(L, 1, &wv, &bv); linear_forward(be, &s, k, x, M, 0);
-        s = qkv_slice(L, 2, &wv, &bv); linear_forward(be, &s, v, x, M, 0);
+        s = qkv_slice(L, 0, &wv, &bv); lm_linear_forward(be, &s, q, x, M, 0);
+        s = qkv_slice(L, 1, &wv, &bv); lm_linear_forward(be, &s, k, x, M, 0);
+        s = qkv_slice(L, 2, &wv, &bv); lm_linear_forward(be, &s, v, x, M, 0);
         return;
     }
-    linear_forward(be, &L->q, q, x, M, 0);
-    linear_forward(be, &L->k, k, x, M, 0);
-    linear_forward(be, &L->v, v, x, M, 0);
+    lm_linear_forward(be, &L->q, q, x, M, 0);
+    lm_linear_forward(be, &L->k, k, x, M, 0);
+    lm_linear_forward(be, &L->v, v, x, M, 0);
 }
 
 static void project_qkv_backward(lm_backend *be, const lm_layer *L, float *dx,
@@ -200,9 +200,9 @@ static void project_qkv_backward(lm_backend *be, const lm_layer *L, float *dx,
 
 /* ---- norms ---- */
 
-static void norm_forward(const lm_model *m, float *out, float *mean,
-                         float *rstd, const float *x, const lm_tensor *w,
-                         const lm_tensor *b, int N) {
+void lm_norm_forward(const lm_model *m, float *out, float *mean, float *rstd,
+                     const float *x, const lm_tensor *w, const lm_tensor *b,
+                     int N) {
     lm_backend *be = m->be;
     const lm_config *c = &m->cfg;
     if (uses_rmsnorm(c))
@@ -289,10 +289,10 @@ int lm_forward(lm_model *m, lm_acts *a, const int32_t *ids,
         const lm_layer *L = &m->layers[l];
         layer_acts s = layer_slice(m, a, l);
         /* attention block */
-        norm_forward(m, s.ln1, s.ln1_mean, s.ln1_rstd, s.x, L->ln1_w,
+        lm_norm_forward(m, s.ln1, s.ln1_mean, s.ln1_rstd, s.x, L->ln1_w,
                      L->ln1_b, N);
-        project_qkv(be, L, s.q, s.k, s.v, s.ln1, N);
-        if (uses_rope(c)) {
+        lm_qkv_forward(be, L, s.q, s.k, s.v, s.ln1, N);
+        if (lm_uses_rope(c)) {
             be->rope_forward(be->ctx, s.q, a->pos, N, H, D, c->rope_theta);
             be->rope_forward(be->ctx, s.k, a->pos, N, KVH, D, c->rope_theta);
         }
@@ -300,27 +300,27 @@ int lm_forward(lm_model *m, lm_acts *a, const int32_t *ids,
                               H, KVH, D, (size_t)T * KVH * D,
                               attention_window(c));
         memcpy(s.mid, s.x, (size_t)N * C * sizeof(float));
-        linear_forward(be, &L->o, s.mid, s.atty, N, 1);
+        lm_linear_forward(be, &L->o, s.mid, s.atty, N, 1);
         /* MLP block */
-        norm_forward(m, s.ln2, s.ln2_mean, s.ln2_rstd, s.mid, L->ln2_w,
+        lm_norm_forward(m, s.ln2, s.ln2_mean, s.ln2_rstd, s.mid, L->ln2_w,
                      L->ln2_b, N);
         size_t NF = (size_t)N * c->ffn_dim;
-        if (uses_swiglu(c)) {
-            linear_forward(be, &L->gate, s.gate, s.ln2, N, 0);
-            linear_forward(be, &L->up, s.up, s.ln2, N, 0);
+        if (lm_uses_swiglu(c)) {
+            lm_linear_forward(be, &L->gate, s.gate, s.ln2, N, 0);
+            lm_linear_forward(be, &L->up, s.up, s.ln2, N, 0);
             be->swiglu_forward(be->ctx, s.act, s.gate, s.up, NF);
         } else {
-            linear_forward(be, &L->up, s.up, s.ln2, N, 0);
+            lm_linear_forward(be, &L->up, s.up, s.ln2, N, 0);
             if (c->arch == LM_ARCH_GPT2)
                 be->gelu_forward(be->ctx, s.act, s.up, NF);
             else
                 be->relu_forward(be->ctx, s.act, s.up, NF);
         }
         memcpy(s.out, s.mid, (size_t)N * C * sizeof(float));
-        linear_forward(be, &L->down, s.out, s.act, N, 1);
+        lm_linear_forward(be, &L->down, s.out, s.act, N, 1);
     }
     float *xf = a->resid + (size_t)c->n_layers * a->B * a->T * C;
-    norm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd, xf, m->lnf_w, m->lnf_b,
+    lm_norm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd, xf, m->lnf_w, m->lnf_b,
                  N);
     be->matmul_forward(be->ctx, a->logits, a->lnf, m->lm_head->data, NULL, N,
                        C, c->vocab_size, 0);
@@ -382,7 +382,7 @@ int lm_backward(lm_model *m, lm_acts *a, const int32_t *ids,
         memset(a->d_ffn1, 0, NF * sizeof(float));
         linear_backward(be, &L->down, a->d_ffn1, a->d_resid, s.act, N);
         memset(a->d_buf1, 0, NC * sizeof(float));
-        if (uses_swiglu(c)) {
+        if (lm_uses_swiglu(c)) {
             memset(a->d_ffn2, 0, NF * sizeof(float));
             memset(a->d_ffn3, 0, NF * sizeof(float));
             be->swiglu_backward(be->ctx, a->d_ffn2, a->d_ffn3, a->d_ffn1,
@@ -407,7 +407,7 @@ int lm_backward(lm_model *m, lm_acts *a, const int32_t *ids,
         memset(a->d_v, 0, (size_t)N * KD * sizeof(float));
         be->attention_backward(be->ctx, a->d_q, a->d_k, a->d_v, a->d_buf2,
                                s.att, s.q, s.k, s.v, B, T, H, KVH, D);
-        if (uses_rope(c)) {
+        if (lm_uses_rope(c)) {
             be->rope_backward(be->ctx, a->d_q, a->pos, N, H, D, c->rope_theta);
             be->rope_backward(be->ctx, a->d_k, a->pos, N, KVH, D,
                               c->rope_theta);

@@ -177,6 +177,21 @@ float lm_loss(lm_model *m, lm_acts *a, const int32_t *targets,
 int lm_backward(lm_model *m, lm_acts *a, const int32_t *ids,
                 const int32_t *targets, const float *mask, lm_err *err);
 
+/* Building blocks shared with the cached forward in generate.c. */
+/* y[M,out] (=|+=) x W^T + b, plus the layer's LoRA adapter if any. */
+void lm_linear_forward(lm_backend *be, const lm_linear *lin, float *y,
+                       const float *x, int M, int accumulate);
+/* q, k, v projections (separate, or GPT-2's fused c_attn). */
+void lm_qkv_forward(lm_backend *be, const lm_layer *L, float *q, float *k,
+                    float *v, const float *x, int M);
+/* The family's norm (RMSNorm or LayerNorm) over N rows. */
+void lm_norm_forward(const lm_model *m, float *out, float *mean, float *rstd,
+                     const float *x, const lm_tensor *w, const lm_tensor *b,
+                     int N);
+/* Family traits. */
+int lm_uses_rope(const lm_config *c);
+int lm_uses_swiglu(const lm_config *c);
+
 /* logprobs[k] = ln P(ids[k+1] | ids[0..k]) for k < n-1. */
 int lm_score_ids(lm_model *m, const int32_t *ids, int n, float *logprobs,
                  lm_err *err);
