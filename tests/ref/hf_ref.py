@@ -749,4 +749,24 @@ def self_check(tmpdir, log=print):
             e = float(np.max(np.abs(off - lp)))
             expect(e > 1e-2, "mistral: window %d changes logprobs by %.2e"
                    % (cfg["sliding_window"], e))
+
+    # A loader that ignores one of these config values (and uses the usual
+    # default instead) must fail the 1e-4 golden test, so each must move the
+    # logprobs by well over 1e-4 with the test's shapes.
+    for fam, kw, key, usual in [
+            ("llama", {}, "rms_norm_eps", 1e-6),
+            ("llama", {"tie": True, "eps": 1e-6, "theta": 5e5},
+             "rope_theta", 1e4),
+            ("mistral", {}, "rms_norm_eps", 1e-5),
+            ("mistral", {}, "rope_theta", 1e4),
+            ("gpt2", {}, "layer_norm_epsilon", 1e-5)]:
+        d = os.path.join(tmpdir, "sens_%s_%s" % (fam, key))
+        make_checkpoint(d, fam, "F32", seed=3, **kw)
+        cfg, params = load_checkpoint(d)
+        a = logprobs_from_logits(forward_logits(cfg, params, ids), ids)
+        cfg[key] = usual
+        b = logprobs_from_logits(forward_logits(cfg, params, ids), ids)
+        e = float(np.max(np.abs(a - b)))
+        expect(e > 3e-4, "%s%s: %s vs %g moves logprobs by %.2e"
+               % (fam, kw, key, usual, e))
     return fails
