@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "cli.h"
+#include "generate.h"
 #include "commands.h"
 #include "model.h"
 #include "rng.h"
@@ -24,24 +25,28 @@ static const char bench_help[] =
     "usage: smudge bench forward --arch llama|mistral|gpt2|opt --vocab V\n"
     "                    --d-model D --layers L --heads H [--kv-heads K]\n"
     "                    --ffn F --seq T --batch B [--steps S] [--threads N]\n"
+    "       smudge bench generate <same shape flags> [--new-tokens N]\n"
     "       smudge bench sgemm --m M --n N --k K [--steps S] [--threads N]\n\n"
     "forward: times S forward passes (after one warm-up) of a randomly\n"
     "initialised model of that shape on B x T tokens and prints\n"
     "{\"tokens_per_s\":..,\"gflops\":..,...}. FLOPs count every matmul (2 per\n"
     "multiply-add, head included) plus causal attention's QK^T and AV\n"
     "(2*B*H*T*T*D per layer): the same count bench/peer_torch.py uses.\n"
+    "generate: greedy KV-cache decoding at batch 1 of N new tokens (default\n"
+    "128) after an 8-token prompt; prints tokens_per_s.\n"
     "sgemm: the cblas_sgemm ceiling for an M x K times K x N product.\n";
 
 typedef struct shape_opts {
     lm_config cfg;
-    int B, T, steps, threads;
+    int B, T, steps, threads, new_tokens;
 } shape_opts;
 
 static int parse_shape(int argc, char **argv, shape_opts *s, lm_err *err) {
     cli_opt opts[] = {{"--arch", 1},  {"--vocab", 1},   {"--d-model", 1},
                       {"--layers", 1}, {"--heads", 1},  {"--kv-heads", 1},
                       {"--ffn", 1},   {"--seq", 1},     {"--batch", 1},
-                      {"--steps", 1}, {"--threads", 1}, {0}};
+                      {"--steps", 1}, {"--threads", 1}, {"--new-tokens", 1},
+                      {0}};
     if (cli_parse(argc, argv, 3, opts, NULL, 0, NULL, err)) return -1;
     const char *req[] = {"--arch", "--vocab", "--d-model", "--layers",
                          "--heads", "--ffn", "--seq", "--batch"};
@@ -70,8 +75,16 @@ static int parse_shape(int argc, char **argv, shape_opts *s, lm_err *err) {
     if (cli_get(opts, "--threads") &&
         cli_int("--threads", cli_get(opts, "--threads"), 1, 1024, &th, err))
         return -1;
+    long nt = 128;
+    if (cli_get(opts, "--new-tokens") &&
+        cli_int("--new-tokens", cli_get(opts, "--new-tokens"), 1, 1 << 20, &nt,
+                err))
+        return -1;
+    s->new_tokens = (int)nt;
+    /* The context must hold the prompt and everything generated. */
+    long ctx = t > 8 + nt ? t : 8 + nt;
     lm_config_default(&s->cfg, arch, (int)v, (int)d, (int)l, (int)h, (int)kv,
-                      (int)f, (int)t);
+                      (int)f, (int)ctx);
     s->B = (int)b;
     s->T = (int)t;
     s->steps = (int)st;
@@ -142,6 +155,52 @@ static int bench_forward(int argc, char **argv) {
     return rc ? CLI_FAIL : CLI_OK;
 }
 
+static int bench_generate(int argc, char **argv) {
+    lm_err err = {{0}};
+    shape_opts s;
+    if (parse_shape(argc, argv, &s, &err)) {
+        fprintf(stderr, "smudge bench generate: %s\n", err.msg);
+        return CLI_USAGE;
+    }
+    lm_backend *be = lm_backend_cpu_new(s.threads);
+    lm_model m;
+    if (!be || lm_model_init(&m, &s.cfg, &err) || lm_model_alloc(&m, &err)) {
+        fprintf(stderr, "smudge bench generate: %s\n", err.msg[0] ? err.msg : "out of memory");
+        return CLI_FAIL;
+    }
+    m.be = be;
+    lm_model_init_random(&m, 1234, 0.02f);
+    int32_t prompt[8];
+    lm_rng rng;
+    lm_rng_seed(&rng, 7);
+    for (int i = 0; i < 8; i++)
+        prompt[i] = (int32_t)lm_rng_below(&rng, (uint64_t)s.cfg.vocab_size);
+    const int32_t *prompts[1] = {prompt};
+    int plen[1] = {8}, nout[1];
+    int32_t *out[1];
+    lm_gen_opts o = {.max_new = 4, .eos_id = -1, .stop_at_eos = 0};
+    lm_sampler_init(&o.sampler, 0.0f, 0, 1.0f, 0);
+    int rc = lm_generate(&m, prompts, plen, 1, &o, out, nout, &err); /* warm-up */
+    if (rc == 0) free(out[0]);
+    o.max_new = s.new_tokens;
+    double t0 = now_seconds();
+    if (rc == 0) rc = lm_generate(&m, prompts, plen, 1, &o, out, nout, &err);
+    double dt = now_seconds() - t0;
+    if (rc) {
+        fprintf(stderr, "smudge bench generate: %s\n", err.msg);
+    } else {
+        printf("{\"bench\":\"generate\",\"impl\":\"smudge\",\"arch\":\"%s\","
+               "\"params\":%zu,\"batch\":1,\"new_tokens\":%d,\"threads\":%d,"
+               "\"seconds\":%.6f,\"tokens_per_s\":%.1f}\n",
+               lm_arch_name(s.cfg.arch), lm_model_param_count(&m), nout[0],
+               omp_get_max_threads(), dt, nout[0] / dt);
+        free(out[0]);
+    }
+    lm_model_free(&m);
+    lm_backend_cpu_free(be);
+    return rc ? CLI_FAIL : CLI_OK;
+}
+
 static int bench_sgemm(int argc, char **argv) {
     cli_opt opts[] = {{"--m", 1}, {"--n", 1}, {"--k", 1}, {"--steps", 1},
                       {"--threads", 1}, {0}};
@@ -188,6 +247,7 @@ int cmd_bench(int argc, char **argv) {
         return argc < 3 ? CLI_USAGE : CLI_OK;
     }
     if (strcmp(argv[2], "forward") == 0) return bench_forward(argc, argv);
+    if (strcmp(argv[2], "generate") == 0) return bench_generate(argc, argv);
     if (strcmp(argv[2], "sgemm") == 0) return bench_sgemm(argc, argv);
     fprintf(stderr, "smudge bench: unknown benchmark '%s' (forward, sgemm)\n", argv[2]);
     return CLI_USAGE;
