@@ -144,6 +144,12 @@ int lm_gguf_arr_i32(const lm_gguf_arr *a, uint64_t i, int32_t *out,
 /* out[n_elements] = the tensor's values as fp32 (F32, F16, BF16, Q8_0). */
 int lm_gguf_dequantize(const lm_gguf_tensor *t, float *out, lm_err *err);
 
+/* Builds a fresh Llama/Mistral model from a parsed file (lm/load_gguf.c;
+ * lm_model_load_gguf in loaders.h opens a path and calls this). Every shape
+ * is checked before anything is allocated. */
+struct lm_model;
+int lm_model_from_gguf(struct lm_model *m, const lm_gguf *g, lm_err *err);
+
 /* Meta's checkpoints, llama2.c and llama.cpp's converter order the rows of
  * each q/k head as interleaved RoPE pairs (x0,x1),(x2,x3),...; Hugging Face
  * (and our runtime) rotates halves (x_i, x_{i+D/2}). This maps a [n_heads *

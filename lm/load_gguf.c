@@ -123,15 +123,57 @@ static int read_config(const lm_gguf *g, lm_config *c, lm_err *err) {
     return lm_config_validate(c, err);
 }
 
-/* Dequantises GGUF tensor NAME into t after checking it has t's shape
- * ([cols, rows] in GGUF's order). With rope_heads > 0 the rows are put back
- * from interleaved to rotate-half order through `scratch`. */
-static int load_tensor(const lm_gguf *g, const char *name, lm_tensor *t,
-                       int rope_heads, int head_dim, float *scratch,
-                       uint8_t *used, lm_err *err) {
-    const lm_gguf_tensor *gt = lm_gguf_find_tensor(g, name);
-    if (!gt) return lm_errf(err, "gguf: tensor '%s' is missing", name);
-    used[gt - g->tensors] = 1;
+/* One model tensor and where it comes from in the file. */
+typedef struct weight_src {
+    char name[64];              /* GGUF name */
+    lm_tensor *t;
+    int rope_heads;             /* > 0: q/k rows to reorder */
+    const lm_gguf_tensor *gt;
+} weight_src;
+
+/* Lists every tensor the model needs with its GGUF name. */
+static weight_src *list_weights(lm_model *m, int *n, lm_err *err) {
+    const lm_config *c = &m->cfg;
+    weight_src *w = calloc((size_t)c->n_layers * 9 + 3, sizeof *w);
+    if (!w) {
+        lm_errf(err, "out of memory");
+        return NULL;
+    }
+    int k = 0;
+#define ADD(tensor, rope, ...)                                               \
+    do {                                                                     \
+        snprintf(w[k].name, sizeof w[k].name, __VA_ARGS__);                 \
+        w[k].t = (tensor);                                                   \
+        w[k++].rope_heads = (rope);                                          \
+    } while (0)
+    ADD(m->wte, 0, "token_embd.weight");
+    ADD(m->lnf_w, 0, "output_norm.weight");
+    if (!c->tie_embeddings) ADD(m->lm_head, 0, "output.weight");
+    for (int l = 0; l < c->n_layers; l++) {
+        lm_layer *L = &m->layers[l];
+        ADD(L->ln1_w, 0, "blk.%d.attn_norm.weight", l);
+        ADD(L->q.w, c->n_heads, "blk.%d.attn_q.weight", l);
+        ADD(L->k.w, c->n_kv_heads, "blk.%d.attn_k.weight", l);
+        ADD(L->v.w, 0, "blk.%d.attn_v.weight", l);
+        ADD(L->o.w, 0, "blk.%d.attn_output.weight", l);
+        ADD(L->ln2_w, 0, "blk.%d.ffn_norm.weight", l);
+        ADD(L->gate.w, 0, "blk.%d.ffn_gate.weight", l);
+        ADD(L->up.w, 0, "blk.%d.ffn_up.weight", l);
+        ADD(L->down.w, 0, "blk.%d.ffn_down.weight", l);
+    }
+#undef ADD
+    *n = k;
+    return w;
+}
+
+/* Finds each tensor and checks its dims ([cols, rows] in GGUF's order) and
+ * type, so nothing is allocated for a file that cannot load. */
+static int check_weight(const lm_gguf *g, weight_src *w, uint8_t *used,
+                        lm_err *err) {
+    const lm_tensor *t = w->t;
+    w->gt = lm_gguf_find_tensor(g, w->name);
+    if (!w->gt) return lm_errf(err, "gguf: tensor '%s' is missing", w->name);
+    used[w->gt - g->tensors] = 1;
     uint64_t want[4] = {1, 1, 1, 1};
     if (t->ndim == 2) {
         want[0] = (uint64_t)t->shape[1];
@@ -140,61 +182,40 @@ static int load_tensor(const lm_gguf *g, const char *name, lm_tensor *t,
         want[0] = (uint64_t)t->shape[0];
     }
     /* Trailing dims of 1 are allowed; a size mismatch is not. */
+    const uint64_t *ne = w->gt->ne;
     for (int d = 0; d < 4; d++)
-        if (gt->ne[d] != want[d])
+        if (ne[d] != want[d])
             return lm_errf(err,
                            "gguf: tensor '%s' has dims [%llu, %llu, %llu, "
                            "%llu], expected [%llu, %llu] for %s",
-                           name, (unsigned long long)gt->ne[0],
-                           (unsigned long long)gt->ne[1],
-                           (unsigned long long)gt->ne[2],
-                           (unsigned long long)gt->ne[3],
+                           w->name, (unsigned long long)ne[0],
+                           (unsigned long long)ne[1], (unsigned long long)ne[2],
+                           (unsigned long long)ne[3],
                            (unsigned long long)want[0],
                            (unsigned long long)want[1], t->name);
-    if (rope_heads <= 0) return lm_gguf_dequantize(gt, t->data, err);
-    if (lm_gguf_dequantize(gt, scratch, err)) return -1;
-    lm_rope_rows_to_hf(t->data, scratch, rope_heads, head_dim, t->shape[1]);
+    uint32_t ty = w->gt->type;
+    if (ty != LM_GGML_F32 && ty != LM_GGML_F16 && ty != LM_GGML_BF16 &&
+        ty != LM_GGML_Q8_0)
+        return lm_errf(err,
+                       "gguf: tensor '%s' is %s; only F32, F16, BF16 and Q8_0 "
+                       "can be loaded",
+                       w->name, lm_ggml_type_name(ty));
     return 0;
 }
 
 static int load_weights(const lm_gguf *g, lm_model *m, lm_err *err) {
     const lm_config *c = &m->cfg;
+    int n = 0, rc = -1;
+    weight_src *w = list_weights(m, &n, err);
     uint8_t *used = calloc(g->n_tensors ? (size_t)g->n_tensors : 1, 1);
-    float *scratch = malloc((size_t)c->n_heads * c->head_dim * c->d_model *
-                            sizeof(float));
-    int rc = -1;
-    if (!used || !scratch) {
+    float *scratch = NULL;
+    if (!w || !used) {
         lm_errf(err, "out of memory");
         goto done;
     }
-    if (load_tensor(g, "token_embd.weight", m->wte, 0, 0, NULL, used, err) ||
-        load_tensor(g, "output_norm.weight", m->lnf_w, 0, 0, NULL, used,
-                    err) ||
-        (!c->tie_embeddings && load_tensor(g, "output.weight", m->lm_head, 0,
-                                           0, NULL, used, err)))
-        goto done;
-    for (int l = 0; l < c->n_layers; l++) {
-        lm_layer *L = &m->layers[l];
-        struct {
-            const char *name;
-            lm_tensor *t;
-            int rope_heads;
-        } map[] = {
-            {"attn_norm", L->ln1_w, 0},      {"attn_q", L->q.w, c->n_heads},
-            {"attn_k", L->k.w, c->n_kv_heads}, {"attn_v", L->v.w, 0},
-            {"attn_output", L->o.w, 0},      {"ffn_norm", L->ln2_w, 0},
-            {"ffn_gate", L->gate.w, 0},      {"ffn_up", L->up.w, 0},
-            {"ffn_down", L->down.w, 0},
-        };
-        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-            char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, map[i].name);
-            if (load_tensor(g, name, map[i].t, map[i].rope_heads, c->head_dim,
-                            scratch, used, err))
-                goto done;
-        }
-    }
-    /* A tensor we did not read means a feature we would silently drop
+    for (int i = 0; i < n; i++)
+        if (check_weight(g, &w[i], used, err)) goto done;
+    /* A tensor we did not ask for means a feature we would silently drop
      * (biases, RoPE frequency factors, ...): refuse rather than be wrong. */
     for (uint64_t i = 0; i < g->n_tensors; i++)
         if (!used[i]) {
@@ -202,24 +223,49 @@ static int load_weights(const lm_gguf *g, lm_model *m, lm_err *err) {
                     g->tensors[i].name);
             goto done;
         }
+    /* Every shape matched a tensor in the file, so the fp32 copy is at most
+     * ~4x the file: now allocating is safe. */
+    scratch = malloc((size_t)c->n_heads * c->head_dim * c->d_model *
+                     sizeof(float));
+    if (!scratch) {
+        lm_errf(err, "out of memory");
+        goto done;
+    }
+    if (lm_model_alloc(m, err)) goto done;
+    for (int i = 0; i < n; i++) {
+        lm_tensor *t = w[i].t;
+        if (w[i].rope_heads == 0) {
+            if (lm_gguf_dequantize(w[i].gt, t->data, err)) goto done;
+            continue;
+        }
+        if (lm_gguf_dequantize(w[i].gt, scratch, err)) goto done;
+        lm_rope_rows_to_hf(t->data, scratch, w[i].rope_heads, c->head_dim,
+                           t->shape[1]);
+    }
     rc = 0;
 done:
+    free(w);
     free(used);
     free(scratch);
     return rc;
 }
 
-int lm_model_load_gguf(lm_model *m, const char *path, lm_err *err) {
-    lm_gguf g;
+int lm_model_from_gguf(lm_model *m, const lm_gguf *g, lm_err *err) {
     lm_config cfg;
     memset(m, 0, sizeof *m);
-    if (lm_gguf_open(&g, path, err)) return -1;
-    if (read_config(&g, &cfg, err) || lm_model_init(m, &cfg, err) ||
-        lm_model_alloc(m, err) || load_weights(&g, m, err)) {
+    if (read_config(g, &cfg, err) || lm_model_init(m, &cfg, err) ||
+        load_weights(g, m, err)) {
         lm_model_free(m);
-        lm_gguf_close(&g);
-        return lm_err_prefix(err, "%s: ", path);
+        return -1;
     }
-    lm_gguf_close(&g);
     return 0;
+}
+
+int lm_model_load_gguf(lm_model *m, const char *path, lm_err *err) {
+    lm_gguf g;
+    memset(m, 0, sizeof *m);
+    if (lm_gguf_open(&g, path, err)) return -1;
+    int rc = lm_model_from_gguf(m, &g, err);
+    lm_gguf_close(&g);
+    return rc ? lm_err_prefix(err, "%s: ", path) : 0;
 }

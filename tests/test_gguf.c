@@ -554,7 +554,7 @@ static void test_real(const char *assets) {
     CHECK(lm_gguf_get_arr(&g, "tokenizer.ggml.scores", &a, &err) == 0 &&
               a.n == 32000 && lm_gguf_arr_f32(&a, 0, &sc, &err) == 0,
           "scores");
-    int32_t tt;
+    int32_t tt = -1;
     CHECK(lm_gguf_get_arr(&g, "tokenizer.ggml.token_type", &a, &err) == 0 &&
               lm_gguf_arr_i32(&a, 1, &tt, &err) == 0 && tt == 3,
           "token 1 is a control token (type %d)", tt);
@@ -588,10 +588,39 @@ static void test_real(const char *assets) {
     lm_gguf_close(&g);
 }
 
+/* The fuzz seeds must be what their names say, or the fuzzer starts from
+ * nothing but error paths. */
+static void test_seeds(const char *corpus) {
+    static const char *const good_models[] = {
+        "llama_f32.gguf", "llama_f16_tied.gguf", "llama_bf16_gqa.gguf"};
+    static const char *const bad[] = {"truncated.gguf", "bad_offset.gguf"};
+    char path[4096];
+    lm_err err = {{0}};
+    lm_model m;
+    lm_gguf g;
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/gguf/%s", corpus, good_models[i]);
+        int rc = lm_model_load_gguf(&m, path, &err);
+        CHECK(rc == 0, "seed %s loads: %s", good_models[i], err.msg);
+        if (rc == 0) lm_model_free(&m);
+    }
+    snprintf(path, sizeof path, "%s/gguf/all_types.gguf", corpus);
+    CHECK(lm_gguf_open(&g, path, &err) == 0 && g.alignment == 64 &&
+              g.n_tensors == 4,
+          "seed all_types parses: %s", err.msg);
+    lm_gguf_close(&g);
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/gguf/%s", corpus, bad[i]);
+        CHECK(lm_gguf_open(&g, path, &err) != 0, "seed %s is refused", bad[i]);
+    }
+}
+
 int main(void) {
     test_small();
     test_malformed();
     test_llama_roundtrip();
+    const char *corpus = getenv("SMUDGE_FUZZ_CORPUS");
+    if (corpus && *corpus) test_seeds(corpus);
     const char *assets = check_assets();
     if (assets) test_real(assets);
     else printf("SMUDGE_ASSETS unset: real-file checks skipped\n");

@@ -4,9 +4,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "backend.h"
 #include "check.h"
 #include "llama2c.h"
 #include "loaders.h"
+#include "model.h"
 
 /* Meta -> HF row order of one q/k matrix, as HF's convert script does it:
  * w.view(n_heads, D/2, 2, cols).transpose(1, 2): hf[h][j][i] = meta[h][i][j]. */
@@ -157,6 +159,74 @@ static void test_bad_headers(void) {
           "shorter than the header: %s", err.msg);
 }
 
+/* Greedy decoding from BOS must reproduce llama2.c's run.c (the first
+ * N_GREEDY tokens of EXPECTED_greedy_n200.txt): this checks the loader end
+ * to end, the q/k row reorder above all, since RoPE in the wrong layout
+ * still runs but says something else. Pieces come from tok512.bin
+ * (int32 max_len, then per token float score, int32 len, bytes). */
+enum { N_GREEDY = 60 };
+
+static void test_greedy(lm_model *m, const char *assets) {
+    char path[4096], text[4096] = "", expected[4096] = "";
+    static char pieces[512][64];
+    snprintf(path, sizeof path, "%s/models/stories260K/tok512.bin", assets);
+    FILE *f = fopen(path, "rb");
+    int32_t maxlen, len;
+    float score;
+    int ok = f && fread(&maxlen, 4, 1, f) == 1;
+    for (int i = 0; ok && i < 512; i++) {
+        ok = fread(&score, 4, 1, f) == 1 && fread(&len, 4, 1, f) == 1 &&
+             len >= 0 && len < 64 && fread(pieces[i], 1, (size_t)len, f) ==
+                                         (size_t)len;
+        if (ok) pieces[i][len] = 0;
+    }
+    if (f) fclose(f);
+    snprintf(path, sizeof path,
+             "%s/models/stories260K/EXPECTED_greedy_n200.txt", assets);
+    f = fopen(path, "rb");
+    ok = ok && f && fread(expected, 1, sizeof expected - 1, f) > 0;
+    if (f) fclose(f);
+    CHECK(ok, "read tok512.bin and EXPECTED_greedy_n200.txt");
+    if (!ok) return;
+
+    lm_err err = {{0}};
+    lm_acts a;
+    int32_t ids[N_GREEDY + 1] = {1};
+    m->be = lm_backend_cpu_new(0);
+    if (!m->be || lm_acts_build(&a, m, 1, N_GREEDY + 1, 0, &err)) {
+        CHECK(0, "backend/activations: %s", err.msg);
+        if (m->be) lm_backend_cpu_free(m->be);
+        m->be = NULL;
+        return;
+    }
+    size_t at = 0;
+    for (int n = 1; n <= N_GREEDY; n++) {
+        if (lm_forward(m, &a, ids, NULL, 1, n, &err)) {
+            CHECK(0, "forward: %s", err.msg);
+            break;
+        }
+        const float *lg = a.logits + (size_t)(n - 1) * 512;
+        int best = 0;
+        for (int v = 1; v < 512; v++)
+            if (lg[v] > lg[best]) best = v;
+        ids[n] = best;
+        /* run.c drops the space after BOS and prints <0xHH> as a byte */
+        const char *p = pieces[best];
+        unsigned byte;
+        if (ids[n - 1] == 1 && p[0] == ' ') p++;
+        if (sscanf(p, "<0x%02X>", &byte) == 1)
+            at += (size_t)snprintf(text + at, sizeof text - at, "%c", byte);
+        else
+            at += (size_t)snprintf(text + at, sizeof text - at, "%s", p);
+    }
+    CHECK(at > 100 && strncmp(text, expected, at) == 0,
+          "greedy text differs from llama2.c's:\n ours: %s\n theirs: %.*s",
+          text, (int)at, expected);
+    lm_acts_free(&a);
+    lm_backend_cpu_free(m->be);
+    m->be = NULL;
+}
+
 static void test_real(const char *assets) {
     char path[4096];
     snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin",
@@ -199,6 +269,7 @@ static void test_real(const char *assets) {
             bad += m.layers[0].q.w->data[r * 64 + cc] !=
                    wq0[meta_row(r, 8) * 64 + cc];
     CHECK(bad == 0, "layer 0 q rows in HF order (%d differ)", bad);
+    test_greedy(&m, assets);
     lm_model_free(&m);
 
     /* A truncated copy fails with expected vs actual bytes. */
@@ -216,8 +287,26 @@ static void test_real(const char *assets) {
     free(p);
 }
 
+/* The fuzz seeds must be what their names say. */
+static void test_seeds(const char *corpus) {
+    static const char *const names[] = {"tied.bin", "untied_2layers.bin",
+                                        "truncated.bin", "header_only.bin"};
+    char path[4096];
+    lm_err err = {{0}};
+    lm_model m;
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/llama2c/%s", corpus, names[i]);
+        int rc = lm_model_load_llama2c(&m, path, &err);
+        CHECK((rc == 0) == (i < 2), "seed %s: rc %d %s", names[i], rc,
+              rc ? err.msg : "");
+        if (rc == 0) lm_model_free(&m);
+    }
+}
+
 int main(void) {
     test_synthetic();
+    const char *corpus = getenv("SMUDGE_FUZZ_CORPUS");
+    if (corpus && *corpus) test_seeds(corpus);
     test_bad_headers();
     const char *assets = check_assets();
     if (assets) test_real(assets);
