@@ -19,7 +19,7 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 packages=(
   build-essential cmake pkg-config
   libopenblas-dev libopenblas0-openmp
-  libcjson-dev
+  libcjson-dev libssl-dev
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
   python3 python3-numpy
 )
