@@ -11,6 +11,10 @@ static const smudge_command commands[] = {
     {"inspect", "architecture, shapes, parameter count and stored dtypes", cmd_inspect},
     {"convert", "load any supported checkpoint and save it as a Hugging Face folder", cmd_convert},
     {"bench", "measure runtime throughput (forward)", cmd_bench},
+    {"table", "leaderboard table from a results file (md, csv, latex)", cmd_table},
+    {"merge", "merge result shards into one file", cmd_merge},
+    {"plot", "SVG bar chart of FSR and perplexity per method", cmd_plot},
+    {"results", "inspect a results file (results show: rows as JSON lines)", cmd_results},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
 
