@@ -43,7 +43,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "err.h"
+/* lm_err only. By relative path: smudge_results does not get lm/ on its
+ * include path, and a bare "err.h" would then find glibc's <err.h>. */
+#include "../lm/err.h"
 
 /* Column widths, bytes including the terminating NUL. They are the
  * fixed-length string sizes in the file. */
