@@ -258,6 +258,13 @@ int32_t lm_sample(lm_sampler *s, const float *logits, int V) {
 
 /* ---- generation ---- */
 
+static int is_stop(const lm_gen_opts *o, int32_t tok) {
+    if (tok == o->eos_id) return 1;
+    for (int i = 0; i < o->n_extra_stop && i < 4; i++)
+        if (tok == o->extra_stop[i]) return 1;
+    return 0;
+}
+
 int lm_generate(lm_model *m, const int32_t *const *prompts,
                 const int *prompt_len, int nb, const lm_gen_opts *opts,
                 int32_t **out, int *n_out, lm_err *err) {
@@ -309,7 +316,7 @@ int lm_generate(lm_model *m, const int32_t *const *prompts,
                                           V, &tok, err);
             if (rc) break;
             if (tok < 0) tok = lm_sample(&sampler, lg, V);
-            if (opts->stop_at_eos && tok == opts->eos_id) continue;
+            if (opts->stop_at_eos && is_stop(opts, tok)) continue;
             out[i][n_out[i]++] = tok;
             hist[i][nh] = tok;
             if (c.len[i] >= c.cap) continue; /* context full */

@@ -70,6 +70,9 @@ typedef struct lm_gen_opts {
     int max_new;            /* tokens to generate at most */
     int eos_id;             /* stop at this token (-1 = never) */
     int stop_at_eos;
+    int n_extra_stop;       /* more stop tokens (honoured with stop_at_eos), */
+    int extra_stop[4];      /* e.g. BOS for llama2.c models, which start a
+                               new story with it */
     lm_sampler sampler;
     const lm_decode_policy *policy; /* NULL = plain sampling */
 } lm_gen_opts;

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "model.h"
+#include "model_io.h"
 
 /* Loads PATH and attaches a CPU backend with the requested threads. */
 static int load_model(lm_model *m, lm_backend **be, const char *path,
@@ -24,12 +25,16 @@ static int load_model(lm_model *m, lm_backend **be, const char *path,
 }
 
 static const char score_help[] =
-    "usage: smudge score --model PATH --ids 1,2,3 [--threads N]\n\n"
+    "usage: smudge score --model PATH (--ids 1,2,3 | --text STR) [--tokenizer FILE]\n"
+    "                    [--threads N]\n\n"
     "Prints {\"ids\":[...],\"logprobs\":[...]} where logprobs[k] = ln P(ids[k+1] |\n"
-    "ids[0..k]). Nothing is added to the ids (no BOS).\n\n"
+    "ids[0..k]). --ids are scored as given (nothing is added, no BOS); --text is\n"
+    "encoded by the model's tokenizer, with BOS as its configuration says.\n\n"
     "  --model PATH   a Hugging Face folder (config.json + safetensors), a\n"
     "                 llama2.c .bin checkpoint or a .gguf file\n"
     "  --ids LIST     comma-separated token ids (at least 1)\n"
+    "  --text STR     text to encode with the model's tokenizer\n"
+    "  --tokenizer F  the tokenizer, for a llama2.c .bin (its tokenizer.bin)\n"
     "  --threads N    worker threads (default: all cores)\n";
 
 int cmd_score(int argc, char **argv) {
@@ -37,23 +42,42 @@ int cmd_score(int argc, char **argv) {
         fputs(score_help, stdout);
         return CLI_OK;
     }
-    cli_opt opts[] = {{"--model", 1}, {"--ids", 1}, {"--threads", 1}, {0}};
+    cli_opt opts[] = {{"--model", 1}, {"--ids", 1}, {"--text", 1}, {"--tokenizer", 1},
+                      {"--threads", 1}, {0}};
     lm_err err = {{0}};
     if (cli_parse(argc, argv, 2, opts, NULL, 0, NULL, &err)) {
         fprintf(stderr, "smudge score: %s\n", err.msg);
         return CLI_USAGE;
     }
-    const char *path = cli_get(opts, "--model"), *ids_s = cli_get(opts, "--ids");
-    if (!path || !ids_s) {
-        fprintf(stderr, "smudge score: --model and --ids are required (see --help)\n");
+    const char *path = cli_get(opts, "--model"), *ids_s = cli_get(opts, "--ids"),
+               *text = cli_get(opts, "--text");
+    if (!path || (!ids_s == !text)) {
+        fprintf(stderr, "smudge score: --model and one of --ids or --text are required (see --help)\n");
         return CLI_USAGE;
     }
     int32_t *ids = NULL;
     int n = 0;
-    if (cli_int_list("--ids", ids_s, &ids, &n, &err) || n < 1) {
+    if (ids_s && (cli_int_list("--ids", ids_s, &ids, &n, &err) || n < 1)) {
         fprintf(stderr, "smudge score: %s\n", n < 1 && !err.msg[0] ? "--ids is empty" : err.msg);
         free(ids);
         return CLI_USAGE;
+    }
+    if (text) {
+        lm_tokenizer t;
+        int *tids = NULL;
+        if (su_load_tokenizer(path, cli_get(opts, "--tokenizer"), &t, &err) ||
+            (lm_tokenizer_encode(&t, text, strlen(text), LM_TOK_DEFAULT, &tids, &n, &err) &&
+             (lm_tokenizer_free(&t), 1))) {
+            fprintf(stderr, "smudge score: %s\n", err.msg);
+            return CLI_FAIL;
+        }
+        lm_tokenizer_free(&t);
+        ids = (int32_t *)tids;
+        if (n < 1) {
+            fprintf(stderr, "smudge score: the text encodes to no tokens\n");
+            free(ids);
+            return CLI_USAGE;
+        }
     }
     lm_model m;
     lm_backend *be = NULL;

@@ -11,6 +11,8 @@ static const smudge_command commands[] = {
     {"inspect", "architecture, shapes, parameter count and stored dtypes", cmd_inspect},
     {"convert", "load any supported checkpoint and save it as a Hugging Face folder", cmd_convert},
     {"bench", "measure runtime throughput (forward)", cmd_bench},
+    {"tokenize", "text to token ids with a model's tokenizer", cmd_tokenize},
+    {"generate", "continue a prompt (greedy or sampled, KV cache)", cmd_generate},
     {"table", "leaderboard table from a results file (md, csv, latex)", cmd_table},
     {"merge", "merge result shards into one file", cmd_merge},
     {"plot", "SVG bar chart of FSR and perplexity per method", cmd_plot},

@@ -54,6 +54,20 @@ if [ -n "$assets" ] && [ -d "$assets/models" ]; then
   a=$("$smudge" score --model "$st" --ids 1,403,407,261,378)
   b=$("$smudge" score --model "$tmp/st-hf" --ids 1,403,407,261,378)
   [ "$a" = "$b" ] && ok || bad "HF round trip scores differ: $a vs $b"
+  # llama2.c's own greedy output for 200 steps from an empty prompt
+  tok="$assets/models/stories260K/tok512.bin"
+  expect_rc 0 "generate stories260K" "$smudge" generate --model "$st" --tokenizer "$tok" --prompt "" --max-tokens 200 --temperature 0
+  if [ "$(cat /tmp/cli_out.$$)" = "$(cat "$assets/models/stories260K/EXPECTED_greedy_n200.txt")" ]; then ok; else bad "stories260K greedy text differs from llama2.c's: $(head -c 200 /tmp/cli_out.$$)"; fi
+  expect_rc 1 "generate .bin without tokenizer" "$smudge" generate --model "$st" --prompt "Once"
+  expect_err "tokenizer" "missing tokenizer is named"
+  expect_rc 0 "tokenize" "$smudge" tokenize --tokenizer "$tok" --text "Once upon a time"
+  grep -q '{"ids":\[1,403,407,261,378\]}' /tmp/cli_out.$$ && ok || bad "tokenize ids: $(cat /tmp/cli_out.$$)"
+  expect_rc 0 "tokenize --no-bos" "$smudge" tokenize --tokenizer "$tok" --text "Once upon a time" --no-bos
+  grep -q '{"ids":\[403,407,261,378\]}' /tmp/cli_out.$$ && ok || bad "tokenize --no-bos ids: $(cat /tmp/cli_out.$$)"
+  a=$("$smudge" score --model "$st" --tokenizer "$tok" --text "Once upon a time")
+  b=$("$smudge" score --model "$st" --ids 1,403,407,261,378)
+  [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "score --text differs from score --ids: $a vs $b"
+  expect_rc 2 "score with both --ids and --text" "$smudge" score --model "$st" --ids 1 --text x
   gg=$(ls "$assets"/models/llama-2-tiny-random-gguf/*.gguf | head -1)
   expect_rc 0 "inspect gguf" "$smudge" inspect --model "$gg"
   grep -q '"F16"' /tmp/cli_out.$$ && ok || bad "gguf stored dtype F16 not reported: $(cat /tmp/cli_out.$$)"
