@@ -17,6 +17,9 @@ static const smudge_command commands[] = {
     {"merge", "merge result shards into one file", cmd_merge},
     {"plot", "SVG bar chart of FSR and perplexity per method", cmd_plot},
     {"results", "inspect a results file (results show: rows as JSON lines)", cmd_results},
+    {"plan", "list a grid's work units, their dependencies and estimated cost", cmd_plan},
+    {"run", "run a grid (alone or under mpirun), resuming what is done", cmd_run},
+    {"slurm", "write (and submit) Slurm array jobs for a grid", cmd_slurm},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
 
