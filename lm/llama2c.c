@@ -42,6 +42,11 @@ int lm_llama2c_parse_header(const uint8_t *buf, size_t len,
     if (len < HEADER_BYTES)
         return lm_errf(err, "llama2.c: %zu bytes is shorter than the 28-byte "
                        "header", len);
+    /* llama2.c's newer export.py versions start with the magic "ak42". */
+    if (memcmp(buf, "24ka", 4) == 0)
+        return lm_errf(err, "llama2.c: a version %d export (magic ak42); only "
+                       "the legacy run.c format is supported",
+                       le_i32(buf + 4));
     int v[7];
     for (int i = 0; i < 7; i++) v[i] = le_i32(buf + 4 * i);
     h->dim = v[0];

@@ -92,6 +92,13 @@ static int read_config(const lm_gguf *g, lm_config *c, lm_err *err) {
         get_hparam_f32(g, arch, "rope.freq_base", 10000.0f, &c->rope_theta,
                        err))
         return -1;
+    int value_dim;
+    if (get_hparam(g, arch, "attention.value_length", head_dim, &value_dim,
+                   err))
+        return -1;
+    if (value_dim != head_dim)
+        return lm_errf(err, "gguf: attention.value_length %d != key_length %d "
+                       "is not supported", value_dim, head_dim);
     if (rope_dims != head_dim)
         return lm_errf(err,
                        "gguf: rope.dimension_count %d != head size %d (partial "

@@ -152,6 +152,8 @@ static void test_bad_headers(void) {
     CHECK(header_fails(huge, "overflow"), "sizes overflowing 64 bits");
     int32_t big[7] = {1 << 20, 1 << 20, 1 << 10, 2, 2, 1 << 20, 1 << 20};
     CHECK(header_fails(big, "implies"), "a terabyte header on 64 bytes");
+    int32_t v1[7] = {0x616b3432, 1, 64, 172, 5, 8, 4};
+    CHECK(header_fails(v1, "version 1 export"), "newer export format named");
     lm_llama2c_header h;
     lm_err err = {{0}};
     CHECK(lm_llama2c_parse_header((const uint8_t *)"abc", 3, &h, &err) != 0 &&
