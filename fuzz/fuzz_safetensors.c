@@ -21,6 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             free(out);
         }
     }
+    (void)sink;
     for (int i = 0; i < f.n_meta; i++) lm_st_meta_get(&f, f.meta[2 * i]);
     lm_st_close(&f);
     return 0;

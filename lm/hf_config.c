@@ -369,13 +369,15 @@ int lm_hf_config_read(lm_config *c, const char *path, lm_err *err) {
 /* The shortest decimal that reads back as the same float, so config.json
  * says 1e-05 rather than 9.99999974737875e-06. */
 static cJSON *float_item(float v) {
-    char s[32];
+    char s[48];
+    if (v == floorf(v) && fabsf(v) < 1e15f) { /* 10000.0, not 1e+04 */
+        snprintf(s, sizeof s, "%.1f", (double)v);
+        return cJSON_CreateRaw(s);
+    }
     for (int p = 1; p <= 9; p++) {
         snprintf(s, sizeof s, "%.*g", p, (double)v);
         if (strtof(s, NULL) == v) break;
     }
-    /* JSON wants a digit after a trailing point-less integer: 10000 -> 10000.0 */
-    if (!strpbrk(s, ".eE")) strncat(s, ".0", sizeof s - strlen(s) - 1);
     return cJSON_CreateRaw(s);
 }
 

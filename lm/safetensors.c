@@ -408,7 +408,12 @@ static void wr_tensor(st_writer *w, const lm_st_out *t) {
     w->dtype = t->dtype;
     size_t rows = (size_t)t->shape[0];
     size_t cols = t->ndim == 2 ? (size_t)t->shape[1] : 1;
-    if (t->transpose) {
+    if (t->dtype == LM_ST_F32 && !t->transpose) {
+        /* the host is little-endian: the floats are the file's bytes */
+        wr_flush(w);
+        size_t n = rows * cols;
+        if (n && fwrite(t->data, sizeof(float), n, w->fp) != n) w->failed = 1;
+    } else if (t->transpose) {
         /* stored (i, j) is memory (j, i) of the [cols, rows] array */
         for (size_t i = 0; i < rows; i++)
             for (size_t j = 0; j < cols; j++) wr_put(w, t->data[j * rows + i]);
