@@ -241,6 +241,7 @@ static int load_weights(const lm_gguf *g, lm_model *m, lm_err *err) {
     if (lm_model_alloc(m, err)) goto done;
     for (int i = 0; i < n; i++) {
         lm_tensor *t = w[i].t;
+        snprintf(t->stored, sizeof t->stored, "%s", lm_ggml_type_name(w[i].gt->type));
         if (w[i].rope_heads == 0) {
             if (lm_gguf_dequantize(w[i].gt, t->data, err)) goto done;
             continue;

@@ -269,6 +269,7 @@ static int load_tensors(lm_model *m, hf_shards *s, lm_err *err) {
             goto done;
         }
         if (check_stored(t, st, s->paths[which], err)) goto done;
+        snprintf(t->stored, sizeof t->stored, "%s", lm_st_dtype_name(st->dtype));
         src[i] = st;
         if (st->dtype == LM_ST_F32 && !t->hf_transposed &&
             (uintptr_t)st->data % sizeof(float) == 0) {

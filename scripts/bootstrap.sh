@@ -52,14 +52,26 @@ if [ "$mode" = run ]; then
 fi
 
 # test: the release build's whole suite, then the unit tests and corpus
-# replays again under AddressSanitizer + UBSan (with clang, which also
-# builds the libFuzzer targets so they cannot rot).
+# replays again under AddressSanitizer + UBSan (with clang), then the
+# libFuzzer targets are built and each runs briefly so they cannot rot.
 log "running the test suite"
 ctest --test-dir build --output-on-failure -j"$jobs"
 log "building with AddressSanitizer + UBSan in build-asan/"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
-  -DSMUDGE_SANITIZE=ON -DSMUDGE_FUZZ=ON -DSMUDGE_NATIVE=ON >/dev/null
+  -DSMUDGE_SANITIZE=ON -DSMUDGE_NATIVE=ON >/dev/null
 cmake --build build-asan -j"$jobs" >&2
 log "running unit tests under the sanitizers"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE slow
+log "building the libFuzzer targets in build-fuzz/ and running each for ${FUZZ_SECONDS:=20} s"
+cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+  -DSMUDGE_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j"$jobs" >&2
+for f in build-fuzz/fuzz/fuzz_*; do
+  name=$(basename "$f"); corpus=fuzz/corpus/${name#fuzz_}
+  work=$(mktemp -d)
+  "$f" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 "$work" "$corpus" \
+    > "$work.log" 2>&1 || { tail -40 "$work.log" >&2; echo "fuzz target $name found a crash" >&2; exit 1; }
+  rm -rf "$work" "$work.log"
+done
+log "all tests passed"
