@@ -66,8 +66,10 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 log "building the libFuzzer targets in build-fuzz/ and running each for ${FUZZ_SECONDS:=20} s"
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DSMUDGE_FUZZ=ON >/dev/null
-cmake --build build-fuzz -j"$jobs" >&2
-for f in build-fuzz/fuzz/fuzz_*; do
+targets=$(for s in fuzz/fuzz_*.c; do basename "$s" .c; done)
+cmake --build build-fuzz -j"$jobs" --target $targets >&2
+for t in $targets; do
+  f=build-fuzz/fuzz/$t
   name=$(basename "$f"); corpus=fuzz/corpus/${name#fuzz_}
   work=$(mktemp -d)
   "$f" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 "$work" "$corpus" \
