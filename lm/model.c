@@ -175,6 +175,11 @@ void lm_qkv_forward(lm_backend *be, const lm_layer *L, float *q, float *k,
         s = qkv_slice(L, 0, &wv, &bv); lm_linear_forward(be, &s, q, x, M, 0);
         s = qkv_slice(L, 1, &wv, &bv); lm_linear_forward(be, &s, k, x, M, 0);
         s = qkv_slice(L, 2, &wv, &bv); lm_linear_forward(be, &s, v, x, M, 0);
+        /* One adapter on the fused layer writes its output in three parts. */
+        if (L->qkv.lora) {
+            float *ys[3] = {q, k, v};
+            lm_lora_forward_parts(be, L->qkv.lora, ys, 3, x, M);
+        }
         return;
     }
     lm_linear_forward(be, &L->q, q, x, M, 0);
@@ -191,6 +196,10 @@ static void project_qkv_backward(lm_backend *be, const lm_layer *L, float *dx,
         s = qkv_slice(L, 0, &wv, &bv); linear_backward(be, &s, dx, dq, x, M);
         s = qkv_slice(L, 1, &wv, &bv); linear_backward(be, &s, dx, dk, x, M);
         s = qkv_slice(L, 2, &wv, &bv); linear_backward(be, &s, dx, dv, x, M);
+        if (L->qkv.lora) {
+            const float *dys[3] = {dq, dk, dv};
+            lm_lora_backward_parts(be, L->qkv.lora, dx, dys, 3, x, M);
+        }
         return;
     }
     linear_backward(be, &L->q, dx, dq, x, M);

@@ -102,15 +102,8 @@ static int split_targets(const char *s, target *out, int cap) {
 }
 
 const char *lm_lora_default_targets(lm_arch arch) {
-    /* PEFT's default for GPT-2 is c_attn; model.c does not yet apply an
-     * adapter on the fused q|k|v projection (see lm_lora_forward_parts). */
-    return arch == LM_ARCH_GPT2 ? "c_proj,c_fc" : "q_proj,v_proj";
-}
-
-static int fused_refusal(const char *path, lm_err *err) {
-    return lm_errf(err, "LoRA on %s: an adapter on GPT-2's fused c_attn "
-                        "is not applied by the forward pass yet; target "
-                        "c_proj,c_fc instead", path);
+    /* PEFT's defaults: GPT-2's fused q|k|v, the others' q and v. */
+    return arch == LM_ARCH_GPT2 ? "c_attn" : "q_proj,v_proj";
 }
 
 /* ---- the set ---- */
@@ -180,10 +173,6 @@ int lm_lora_attach(lm_model *m, const char *targets, int r, float alpha,
             if (target_matches(mods[i].path, ts[t].s, ts[t].len))
                 match = hit[t] = 1;
         if (!match) continue;
-        if (mods[i].fused_qkv) {
-            rc = fused_refusal(mods[i].path, err);
-            goto done;
-        }
         if (mods[i].lin->lora) {
             rc = lm_errf(err, "%s already has a LoRA adapter", mods[i].path);
             goto done;
@@ -595,10 +584,6 @@ int lm_peft_load(lm_model *m, const char *dir, lm_lora_set *set,
             rc = lm_errf(err, "%s: tensor \"%s\" names module %s, which is "
                               "not a linear layer of this %s model", path,
                          st->name, mod, lm_arch_name(m->cfg.arch));
-            goto done;
-        }
-        if (mods[k].fused_qkv) {
-            rc = fused_refusal(mods[k].path, err);
             goto done;
         }
         const lm_tensor *w = mods[k].lin->w;

@@ -181,6 +181,63 @@ static void check_lora(lm_backend *be) {
     lm_model_free(&m);
 }
 
+/* LoRA on GPT-2's fused c_attn: one adapter whose output spans q, k, v. */
+static void check_lora_fused(lm_backend *be) {
+    lm_config cfg;
+    lm_config_default(&cfg, LM_ARCH_GPT2, 13, 8, 2, 2, 2, 12, 16);
+    lm_err err;
+    lm_model m;
+    CHECK(lm_model_init(&m, &cfg, &err) == 0, "%s", err.msg);
+    CHECK(lm_model_alloc(&m, &err) == 0, "%s", err.msg);
+    m.be = be;
+    lm_model_init_random(&m, 6, 0.4f);
+    lm_lora l;
+    CHECK(lm_lora_build(&l, 8, 24, 2, 4.0f, 0.0f, 1, &err) == 0, "%s", err.msg);
+    lm_rng rng;
+    lm_rng_seed(&rng, 8);
+    for (size_t j = 0; j < l.B.numel; j++) l.B.data[j] = 0.3f * lm_rng_normal(&rng);
+    lm_lora_reserve(&l, B * T, &err);
+    m.layers[0].qkv.lora = &l;
+    int32_t ids[B * T], tg[B * T];
+    for (int i = 0; i < B * T; i++) {
+        ids[i] = (int32_t)lm_rng_below(&rng, 13);
+        tg[i] = (int32_t)lm_rng_below(&rng, 13);
+    }
+    lm_acts a;
+    CHECK(lm_acts_build(&a, &m, B, T, 1, &err) == 0, "%s", err.msg);
+    loss_of(&m, &a, ids, NULL, tg, NULL);
+    CHECK(lm_backward(&m, &a, ids, tg, NULL, &err) == 0, "%s", err.msg);
+    lm_tensor *ts[2] = {&l.A, &l.B};
+    for (int i = 0; i < 2; i++) {
+        float *dir = malloc(ts[i]->numel * sizeof *dir);
+        double an = 0.0;
+        for (size_t j = 0; j < ts[i]->numel; j++) {
+            dir[j] = lm_rng_normal(&rng);
+            an += (double)ts[i]->grad[j] * dir[j];
+        }
+        double fd = directional_fd(&m, &a, ts[i]->data, ts[i]->numel, dir,
+                                   ids, NULL, tg, NULL, 1e-3f);
+        CHECK(fabs(an - fd) <= 2e-3 + 2e-2 * fabs(fd),
+              "fused lora tensor %d: analytic %.6g vs fd %.6g", i, an, fd);
+        free(dir);
+    }
+    lm_forward(&m, &a, ids, NULL, B, T, &err);
+    size_t nl = (size_t)B * T * cfg.vocab_size;
+    float *before = malloc(nl * sizeof *before);
+    memcpy(before, a.logits, nl * sizeof *before);
+    lm_lora_merge(&l, m.layers[0].qkv.w);
+    m.layers[0].qkv.lora = NULL;
+    lm_forward(&m, &a, ids, NULL, B, T, &err);
+    double maxd = 0.0;
+    for (size_t j = 0; j < nl; j++)
+        maxd = fmax(maxd, fabs((double)before[j] - a.logits[j]));
+    CHECK(maxd < 1e-4, "merged fused LoRA logits differ by %g", maxd);
+    free(before);
+    lm_acts_free(&a);
+    lm_lora_free(&l);
+    lm_model_free(&m);
+}
+
 int main(void) {
     lm_backend *be = lm_backend_cpu_new(0);
     check_family(be, LM_ARCH_LLAMA, 0, 0);
@@ -189,6 +246,7 @@ int main(void) {
     check_family(be, LM_ARCH_GPT2, 1, 0);
     check_family(be, LM_ARCH_OPT, 1, 0);
     check_lora(be);
+    check_lora_fused(be);
     lm_backend_cpu_free(be);
     return check_done();
 }

@@ -526,7 +526,8 @@ static void expect_load_error(lm_model *m, const char *dir, const char *needle,
  * error naming its fault. */
 static void test_peft_files(void) {
     lm_err err;
-    /* GPT-2: "c_proj" matches attn.c_proj and mlp.c_proj; c_attn refused. */
+    /* GPT-2: "c_proj" matches attn.c_proj and mlp.c_proj; c_attn is the
+     * fused q|k|v, one adapter per layer. */
     lm_config cfg;
     lm_config_default(&cfg, LM_ARCH_GPT2, 20, 8, 2, 2, 2, 16, 12);
     lm_model g;
@@ -535,9 +536,11 @@ static void test_peft_files(void) {
     g.be = be;
     lm_model_init_random(&g, 1, 0.2f);
     lm_lora_set set = {0};
-    CHECK(lm_lora_attach(&g, "c_attn", 4, 8.0f, 0.0f, 1, &set, &err) < 0,
-          "c_attn accepted");
-    CHECK(strstr(err.msg, "c_attn") != NULL, "message: %s", err.msg);
+    CHECK(lm_lora_attach(&g, "c_attn", 4, 8.0f, 0.0f, 1, &set, &err) == 0,
+          "c_attn refused: %s", err.msg);
+    CHECK(set.n == 2 && g.layers[0].qkv.lora && g.layers[1].qkv.lora,
+          "c_attn took %d modules, want 2", set.n);
+    lm_lora_set_free(&set);
     CHECK(lm_lora_attach(&g, "q_proj", 4, 8.0f, 0.0f, 1, &set, &err) < 0,
           "q_proj on GPT-2 accepted");
     CHECK(strstr(err.msg, "c_fc") != NULL, "message lists modules: %s", err.msg);
