@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "cli.h"
 #include "generate.h"
+#include "optim.h"
 #include "commands.h"
 #include "model.h"
 #include "rng.h"
@@ -25,6 +26,7 @@ static const char bench_help[] =
     "usage: smudge bench forward --arch llama|mistral|gpt2|opt --vocab V\n"
     "                    --d-model D --layers L --heads H [--kv-heads K]\n"
     "                    --ffn F --seq T --batch B [--steps S] [--threads N]\n"
+    "       smudge bench train <same shape flags>\n"
     "       smudge bench generate <same shape flags> [--new-tokens N]\n"
     "       smudge bench sgemm --m M --n N --k K [--steps S] [--threads N]\n\n"
     "forward: times S forward passes (after one warm-up) of a randomly\n"
@@ -32,6 +34,8 @@ static const char bench_help[] =
     "{\"tokens_per_s\":..,\"gflops\":..,...}. FLOPs count every matmul (2 per\n"
     "multiply-add, head included) plus causal attention's QK^T and AV\n"
     "(2*B*H*T*T*D per layer): the same count bench/peer_torch.py uses.\n"
+    "train: S full training steps (forward, cross-entropy, backward, AdamW)\n"
+    "on random tokens; gflops counts 3x the forward.\n"
     "generate: greedy KV-cache decoding at batch 1 of N new tokens (default\n"
     "128) after an 8-token prompt; prints tokens_per_s.\n"
     "sgemm: the cblas_sgemm ceiling for an M x K times K x N product.\n";
@@ -155,6 +159,68 @@ static int bench_forward(int argc, char **argv) {
     return rc ? CLI_FAIL : CLI_OK;
 }
 
+static int bench_train(int argc, char **argv) {
+    lm_err err = {{0}};
+    shape_opts s;
+    if (parse_shape(argc, argv, &s, &err)) {
+        fprintf(stderr, "smudge bench train: %s\n", err.msg);
+        return CLI_USAGE;
+    }
+    lm_backend *be = lm_backend_cpu_new(s.threads);
+    lm_model m;
+    lm_acts a;
+    lm_param_list pl = {0};
+    lm_adamw opt = {0};
+    size_t N = (size_t)s.B * s.T;
+    int32_t *ids = malloc(N * sizeof *ids), *tg = malloc(N * sizeof *tg);
+    if (!be || !ids || !tg || lm_model_init(&m, &s.cfg, &err) || lm_model_alloc(&m, &err) ||
+        lm_model_alloc_grads(&m, &err) || lm_acts_build(&a, &m, s.B, s.T, 1, &err) ||
+        lm_params_add_model(&pl, &m, 0, &err) ||
+        lm_adamw_init(&opt, &pl, 0.9, 0.999, 1e-8, 0.0, &err)) {
+        fprintf(stderr, "smudge bench train: %s\n", err.msg[0] ? err.msg : "out of memory");
+        return CLI_FAIL;
+    }
+    m.be = be;
+    lm_model_init_random(&m, 1234, 0.02f);
+    lm_rng rng;
+    lm_rng_seed(&rng, 7);
+    for (size_t i = 0; i < N; i++) {
+        ids[i] = (int32_t)lm_rng_below(&rng, (uint64_t)s.cfg.vocab_size);
+        tg[i] = (int32_t)lm_rng_below(&rng, (uint64_t)s.cfg.vocab_size);
+    }
+    int rc = 0;
+    double t0 = 0.0;
+    for (int i = 0; i <= s.steps && rc == 0; i++) {
+        if (i == 1) t0 = now_seconds(); /* step 0 warms up */
+        lm_params_zero_grad(&pl);
+        rc = lm_forward(&m, &a, ids, NULL, s.B, s.T, &err);
+        if (rc == 0) lm_loss(&m, &a, tg, NULL, NULL);
+        if (rc == 0) rc = lm_backward(&m, &a, ids, tg, NULL, &err);
+        if (rc == 0) lm_adamw_step(&opt, &pl, 1e-4);
+    }
+    double dt = now_seconds() - t0;
+    if (rc) {
+        fprintf(stderr, "smudge bench train: %s\n", err.msg);
+    } else {
+        double tokens = (double)N * s.steps;
+        printf("{\"bench\":\"train\",\"impl\":\"smudge\",\"arch\":\"%s\","
+               "\"params\":%zu,\"batch\":%d,\"seq\":%d,\"steps\":%d,"
+               "\"threads\":%d,\"seconds\":%.6f,\"tokens_per_s\":%.1f,"
+               "\"gflops\":%.2f}\n",
+               lm_arch_name(s.cfg.arch), lm_model_param_count(&m), s.B, s.T,
+               s.steps, omp_get_max_threads(), dt, tokens / dt,
+               3.0 * forward_flops(&s.cfg, s.B, s.T) * s.steps / dt * 1e-9);
+    }
+    lm_adamw_free(&opt);
+    lm_params_free(&pl);
+    lm_acts_free(&a);
+    lm_model_free(&m);
+    lm_backend_cpu_free(be);
+    free(ids);
+    free(tg);
+    return rc ? CLI_FAIL : CLI_OK;
+}
+
 static int bench_generate(int argc, char **argv) {
     lm_err err = {{0}};
     shape_opts s;
@@ -247,6 +313,7 @@ int cmd_bench(int argc, char **argv) {
         return argc < 3 ? CLI_USAGE : CLI_OK;
     }
     if (strcmp(argv[2], "forward") == 0) return bench_forward(argc, argv);
+    if (strcmp(argv[2], "train") == 0) return bench_train(argc, argv);
     if (strcmp(argv[2], "generate") == 0) return bench_generate(argc, argv);
     if (strcmp(argv[2], "sgemm") == 0) return bench_sgemm(argc, argv);
     fprintf(stderr, "smudge bench: unknown benchmark '%s' (forward, sgemm)\n", argv[2]);
