@@ -269,6 +269,17 @@ int lm_train(lm_model *m, lm_lora_set *lora, const lm_train_example *ex,
             st.eta_s = el / (double)step * (double)(total - step);
             if (o->progress) o->progress(o->progress_ctx, &st);
         }
+        if (o->epoch_end) {
+            /* The callback may evaluate the model: no dropout while it does. */
+            if (use_lora) lm_lora_set_training(lora, 0);
+            int verdict = o->epoch_end(o->epoch_ctx, epoch + 1, &st, err);
+            if (use_lora) lm_lora_set_training(lora, 1);
+            if (verdict < 0) {
+                rc = -1;
+                goto done;
+            }
+            if (verdict > 0) break;
+        }
     }
     if (final) *final = st;
 

@@ -68,6 +68,11 @@ typedef struct lm_train_opts {
     /* progress, called after every update; library code never prints */
     void (*progress)(void *ctx, const lm_train_status *s);
     void *progress_ctx;
+    /* called after every epoch (adapters in inference mode): returns 0 to
+     * go on, 1 to stop here (train to a criterion), -1 with err set to fail */
+    int (*epoch_end)(void *ctx, int epoch, const lm_train_status *s,
+                     lm_err *err);
+    void *epoch_ctx;
 } lm_train_opts;
 
 void lm_train_opts_default(lm_train_opts *o);

@@ -26,12 +26,20 @@ typedef struct mt_subject {
 typedef enum mt_rule {
     MT_RULE_SUBSTRING = 0,  /* expected text occurs in the new text */
     MT_RULE_PREFIX,         /* new text, left-stripped, begins with it */
+    MT_RULE_PREFIX_ANY,     /* ... begins with any of expected_any */
 } mt_rule;
 
 typedef struct mt_probe {
     const char *prompt;     /* the full prompt text (template applied) */
+    const int32_t *ids;     /* or the exact prompt ids (then prompt and
+                               add_bos are ignored): under-trained-token
+                               triggers need not survive a text round trip */
+    int n_ids;
     int add_bos;            /* prepend BOS when encoding the prompt */
-    const char *expected;   /* what success looks like */
+    const char *expected;   /* what success looks like (NUL-terminated
+                               bytes, not necessarily valid UTF-8) */
+    const char *const *expected_any; /* for MT_RULE_PREFIX_ANY */
+    int n_expected_any;
     mt_rule rule;
     int max_new;            /* greedy new tokens */
 } mt_probe;
@@ -49,6 +57,7 @@ int mt_probe_eval(const mt_subject *s, const mt_probe *probes, int n,
 void mt_probe_results_free(mt_probe_result *r, int n);
 /* The rule on its own (shared with the fingerprint trainers' criterion). */
 int mt_rule_check(mt_rule rule, const char *expected, const char *output);
+int mt_probe_check(const mt_probe *p, const char *output);
 /* Wilson 95% interval of hits/n (metrics.md section 1). */
 void mt_wilson(int hits, int n, double *lo, double *hi);
 

@@ -16,6 +16,13 @@ int mt_rule_check(mt_rule rule, const char *expected, const char *output) {
     return strstr(output, expected) != NULL;
 }
 
+int mt_probe_check(const mt_probe *p, const char *output) {
+    if (p->rule != MT_RULE_PREFIX_ANY) return mt_rule_check(p->rule, p->expected, output);
+    for (int i = 0; i < p->n_expected_any; i++)
+        if (mt_rule_check(MT_RULE_PREFIX, p->expected_any[i], output)) return 1;
+    return 0;
+}
+
 void mt_wilson(int hits, int n, double *lo, double *hi) {
     if (n <= 0) {
         *lo = 0.0;
@@ -51,9 +58,16 @@ int mt_probe_eval(const mt_subject *s, const mt_probe *probes, int n,
         for (int j = 0; j < nb; j++) ids[j] = NULL;
         for (int j = 0; j < nb && rc == 0; j++) {
             const mt_probe *p = &probes[b0 + j];
-            lm_tok_encode_opts eo = {p->add_bos ? 1 : 0, 0, LM_TOK_DEFAULT};
-            rc = lm_tokenizer_encode_ex(s->tok, p->prompt, strlen(p->prompt), &eo,
-                                        &ids[j], &lens[j], err);
+            if (p->ids) {
+                lens[j] = p->n_ids;
+                ids[j] = malloc((size_t)(p->n_ids ? p->n_ids : 1) * sizeof(int));
+                if (!ids[j]) rc = lm_errf(err, "out of memory");
+                else memcpy(ids[j], p->ids, (size_t)p->n_ids * sizeof(int));
+            } else {
+                lm_tok_encode_opts eo = {p->add_bos ? 1 : 0, 0, LM_TOK_DEFAULT};
+                rc = lm_tokenizer_encode_ex(s->tok, p->prompt, strlen(p->prompt), &eo,
+                                            &ids[j], &lens[j], err);
+            }
             if (rc == 0 && lens[j] == 0)
                 rc = lm_errf(err, "probe %d: the prompt encodes to no tokens", b0 + j);
             if (p->max_new > max_new) max_new = p->max_new;
@@ -76,8 +90,7 @@ int mt_probe_eval(const mt_subject *s, const mt_probe *probes, int n,
             rc = lm_tokenizer_decode(s->tok, outs[j], keep, 1, &results[b0 + j].output,
                                      &len, err);
             if (rc == 0) {
-                results[b0 + j].hit = mt_rule_check(p->rule, p->expected,
-                                                    results[b0 + j].output);
+                results[b0 + j].hit = mt_probe_check(p, results[b0 + j].output);
                 hits += results[b0 + j].hit;
             }
         }
