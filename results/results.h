@@ -183,6 +183,10 @@ int rs_store_open_append(const char *path, rs_store **out, lm_err *err);
  * process killed afterwards loses nothing already appended. A metric name
  * the file has not seen adds a column (NaN for earlier rows). */
 int rs_store_append(rs_store *s, const rs_row *row, lm_err *err);
+/* Flush after every append (the default, 1) or only at close (0: for
+ * bulk copies such as rs_merge, whose output is renamed into place only
+ * once complete). */
+void rs_store_set_flush(rs_store *s, int each_row);
 /* Rows committed so far. */
 int64_t rs_store_rows(const rs_store *s);
 /* Sets a root string attribute (e.g. "git_commit" after the fact). */
