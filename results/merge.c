@@ -84,7 +84,7 @@ static cJSON *input_record(const char *path, size_t n_rows) {
 
 int rs_merge(const char *const *inputs, int n, const char *out_path, int skip_bad,
              char **warnings, lm_err *err) {
-    if (n <= 0) return lm_errf(err, "merge: no input files");
+    if (n <= 0) return lm_errf(err, "no input files to merge");
     rs_row *all = NULL;
     size_t n_all = 0, *pick = NULL, n_pick = 0;
     int used = 0, rc = -1;
@@ -104,8 +104,8 @@ int rs_merge(const char *const *inputs, int n, const char *out_path, int skip_ba
         lm_err e = {{0}};
         if (rs_store_read(inputs[i], &rows, &k, &e)) {
             if (!skip_bad) {
-                lm_errf(err, "merge: input %d of %d is not usable: %s (use --skip-bad to "
-                        "leave such files out)", i + 1, n, e.msg);
+                lm_errf(err, "input %d of %d is not usable: %s (skip_bad / --skip-bad "
+                        "leaves such files out)", i + 1, n, e.msg);
                 goto done;
             }
             char line[LM_ERR_MSG + 32];
@@ -148,7 +148,7 @@ int rs_merge(const char *const *inputs, int n, const char *out_path, int skip_ba
         if (!commit) commit = rs_store_read_attr(inputs[i], "git_commit", NULL);
     }
     if (used == 0) {
-        lm_errf(err, "merge: none of the %d inputs is usable", n);
+        lm_errf(err, "none of the %d inputs is usable", n);
         goto done;
     }
     if (rs_rows_latest(all, n_all, &pick, &n_pick, err)) goto done;
@@ -177,7 +177,7 @@ int rs_merge(const char *const *inputs, int n, const char *out_path, int skip_ba
     out = NULL;
     if (rs_store_close(o, err)) goto done;
     if (rename(tmp, out_path) != 0) {
-        lm_errf(err, "merge: cannot rename %s to %s", tmp, out_path);
+        lm_errf(err, "cannot rename %s to %s", tmp, out_path);
         goto done;
     }
     rc = 0;

@@ -9,6 +9,7 @@
 typedef struct rs_cell {
     double *v; /* metric values of ok units (one per seed) */
     int n, cap;
+    int ok;     /* ok units that belong here, with or without the metric */
     int failed; /* failed units that belong here */
 } rs_cell;
 

@@ -110,7 +110,7 @@ int rs_plot_svg(const rs_row *rows, size_t n, const char *out_path, lm_err *err)
     int rc = -1;
     FILE *f = NULL;
     if (fsr.n_rows == 0 || fsr.n_cols == 0) {
-        lm_errf(err, "plot: no fingerprinted or removal rows to draw");
+        lm_errf(err, "no fingerprinted or removal rows to draw");
         goto done;
     }
     double pmax = 0;
@@ -138,7 +138,7 @@ int rs_plot_svg(const rs_row *rows, size_t n, const char *out_path, lm_err *err)
     memcpy(tmp + len, ".tmp", 5);
     f = fopen(tmp, "w");
     if (!f) {
-        lm_errf(err, "plot: cannot write %s", tmp);
+        lm_errf(err, "cannot write %s", tmp);
         free(tmp);
         goto done;
     }
@@ -174,9 +174,9 @@ int rs_plot_svg(const rs_row *rows, size_t n, const char *out_path, lm_err *err)
     fputs("</svg>\n", f);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
-        lm_errf(err, "plot: write error on %s", tmp);
+        lm_errf(err, "write error on %s", tmp);
     } else if (rename(tmp, out_path) != 0) {
-        lm_errf(err, "plot: cannot rename %s to %s", tmp, out_path);
+        lm_errf(err, "cannot rename %s to %s", tmp, out_path);
     } else {
         rc = 0;
     }

@@ -501,6 +501,7 @@ int rs_pivot_build(const rs_row *rows, size_t n, const char *metric, rs_layout l
                     used[i] = 1;
                     continue;
                 }
+                cell->ok++;
                 double v = rs_row_metric(row, metric, NULL);
                 if (isnan(v)) continue;
                 used[i] = 1;
@@ -583,7 +584,10 @@ static void put_cell(FILE *f, const rs_cell *c, unit_fmt u, rs_format fmt) {
     /* Escaped in Markdown: two marks in one row would turn italic. */
     const char *mark = !c->failed ? "" : fmt == RS_FMT_MD ? "\\*" : "*";
     if (c->n == 0) {
-        fputs(c->failed ? "failed" : (fmt == RS_FMT_LATEX ? "--" : "-"), f);
+        /* "failed" only when nothing succeeded; an ok unit that did not
+         * measure this metric is not a failure. */
+        if (c->failed && !c->ok) fputs("failed", f);
+        else fprintf(f, "%s%s", fmt == RS_FMT_LATEX ? "--" : "-", mark);
         return;
     }
     double mean, half;
@@ -600,7 +604,7 @@ static void put_cell(FILE *f, const rs_cell *c, unit_fmt u, rs_format fmt) {
 
 static void put_csv_cell(FILE *f, const rs_cell *c, unit_fmt u, int rate) {
     if (c->n == 0) {
-        fprintf(f, ",%s,,,0", c->failed ? "failed" : "");
+        fprintf(f, ",%s,,,0", c->failed && !c->ok ? "failed" : "");
         return;
     }
     double mean, half;
@@ -618,8 +622,9 @@ static void put_csv_cell(FILE *f, const rs_cell *c, unit_fmt u, int rate) {
 static void footnotes(FILE *f, const rs_pivot *p, rs_format fmt) {
     int all_failed = 0, part = 0;
     for (int i = 0; i < p->n_rows * p->n_cols; i++) {
-        if (p->cells[i].failed && p->cells[i].n == 0) all_failed++;
-        if (p->cells[i].failed && p->cells[i].n > 0) part++;
+        const rs_cell *c = &p->cells[i];
+        if (c->failed && !c->ok) all_failed++;
+        else if (c->failed) part++;
     }
     const char *lead = fmt == RS_FMT_LATEX ? "% " : "";
     if (fmt == RS_FMT_MD) fputc('\n', f);
@@ -643,12 +648,12 @@ static void footnotes(FILE *f, const rs_pivot *p, rs_format fmt) {
 
 int rs_table(const rs_row *rows, size_t n, rs_format fmt, const char *metric, rs_layout layout,
              FILE *out, lm_err *err) {
-    if (!metric || !*metric) return lm_errf(err, "table: no metric given");
+    if (!metric || !*metric) return lm_errf(err, "no metric given");
     rs_pivot p;
     if (rs_pivot_build(rows, n, metric, layout, 1, &p, err)) return -1;
     if (p.n_rows == 0 || p.n_cols == 0) {
         rs_pivot_free(&p);
-        return lm_errf(err, "table: no rows fit the %s layout (it needs %s rows)",
+        return lm_errf(err, "no rows fit the %s layout (it needs %s rows)",
                        layout == RS_LAYOUT_STAGES ? "stages" : "methods",
                        layout == RS_LAYOUT_STAGES ? "fingerprinted/erased/recovered"
                                                   : "fingerprinted or removal");
@@ -735,6 +740,6 @@ int rs_table(const rs_row *rows, size_t n, rs_format fmt, const char *metric, rs
         footnotes(out, &p, fmt);
     }
     rs_pivot_free(&p);
-    if (ferror(out)) return lm_errf(err, "table: write error");
+    if (ferror(out)) return lm_errf(err, "write error on the table output");
     return 0;
 }

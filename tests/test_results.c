@@ -199,6 +199,34 @@ static void test_round_trip(void) {
     } else {
         fprintf(stderr, "note: /usr/bin/h5dump absent, not checked\n");
     }
+
+    /* h5py reads it (Debian's python3-h5py, in bootstrap's test packages). */
+    if (system("/usr/bin/python3 -c 'import h5py' 2>/dev/null") == 0) {
+        static const char py[] =
+            "import h5py, math, sys\n"
+            "f = h5py.File(sys.argv[1], 'r')\n"
+            "u = f['units'][:]\n"
+            "names = [n.decode() for n in f['metric_names'][:]]\n"
+            "m = f['metrics'][:]\n"
+            "assert f.attrs['n_rows'] == 6 and f.attrs['git_commit'] == 'abc123'\n"
+            "assert list(u['unit_key']) == [b'unit-%d' % i for i in range(6)]\n"
+            "assert u['status'][2] == b'failed' and u['seed'][5] == 5\n"
+            "assert names[:2] == ['fsr', 'ppl'], names\n"
+            "assert m[5, 0] == 0.625 and math.isnan(m[1, 1]) and m[3, 1] == 7.5\n"
+            "assert f['metric_n'][4, names.index('acc_boolq')] == 7\n"
+            "assert list(f['detail/1/trigger_hit'][:]) == [1, 0, 1, 1, 0, 0, 1, 0]\n"
+            "assert f['detail/1'].attrs['unit_key'] == 'unit-1'\n";
+        FILE *f = fopen(at("check.py"), "w");
+        if (f) {
+            fputs(py, f);
+            fclose(f);
+        }
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s", at("check.py"), path);
+        CHECK(system(cmd) == 0, "h5py could not read %s as expected", path);
+    } else {
+        fprintf(stderr, "note: h5py absent (apt-get install python3-h5py), not checked\n");
+    }
 }
 
 /* A child appends and reports each row on a pipe; it dies without closing.
@@ -571,6 +599,24 @@ static void test_tables(void) {
     CHECK(has(csv, "prune ratio=0.05,93.750,14.336,100.000,2,,,,0"), "csv methods row");
     free(csv);
 
+    /* The same table from the rows written to a file and read back. */
+    rs_store *st;
+    lm_err e = {{0}};
+    CHECK(rs_store_create(at("tables.h5"), prov, &st, &e) == 0, "%s", e.msg);
+    for (int i = 0; i < n && st; i++) CHECK(rs_store_append(st, &r[i], &e) == 0, "%s", e.msg);
+    if (st) rs_store_close(st, &e);
+    rs_row *back;
+    size_t nb;
+    CHECK(rs_store_read(at("tables.h5"), &back, &nb, &e) == 0 && nb == (size_t)n, "%s", e.msg);
+    if (nb == (size_t)n) {
+        char *x = table_text(r, (size_t)n, RS_FMT_MD, "fsr", RS_LAYOUT_STAGES);
+        char *y = table_text(back, nb, RS_FMT_MD, "fsr", RS_LAYOUT_STAGES);
+        CHECK(x && y && strcmp(x, y) == 0, "table from the file differs");
+        free(x);
+        free(y);
+    }
+    rs_rows_free(back, nb);
+
     /* The plot draws every method. */
     lm_err err = {{0}};
     CHECK(rs_plot_svg(r, (size_t)n, at("p.svg"), &err) == 0, "%s", err.msg);
@@ -617,6 +663,7 @@ int main(void) {
     test_tables();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (check_failed == 0 && system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", dir);
+    if (getenv("SMUDGE_KEEP_TMP")) fprintf(stderr, "note: files kept in %s\n", dir);
+    else if (check_failed == 0 && system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", dir);
     return check_done();
 }
