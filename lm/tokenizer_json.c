@@ -386,6 +386,25 @@ static int build(lm_tokenizer *t, const cJSON *root, const cJSON *cfg,
                              LM_TOKEN_NORMAL, err) != 0)
             return lm_err_prefix(err, "model.vocab[\"%s\"]: ", x->string);
     }
+    /* Every piece names one id: a repeated key in model.vocab, or an added
+     * token spelled like a vocab entry of another id, is ambiguous. */
+    if (lm_tok_index(t, err) != 0) return -1;
+    cJSON_ArrayForEach(x, vocab) {
+        int id = lm_tokenizer_find(t, x->string, strlen(x->string));
+        if (id != id_of(x))
+            return lm_errf(err, "model.vocab: \"%s\" appears twice (ids %d and "
+                           "%d)", x->string, id, id_of(x));
+    }
+    i = 0;
+    cJSON_ArrayForEach(x, added) {
+        int id = id_of(cJSON_GetObjectItemCaseSensitive(x, "id"));
+        const char *content = str_of(x, "content");
+        int other = lm_tokenizer_find(t, content, strlen(content));
+        if (other >= 0 && other != id)
+            return lm_errf(err, "added_tokens[%d]: \"%s\" has id %d but id %d "
+                           "in model.vocab", i, content, id, other);
+        i++;
+    }
     i = 0;
     cJSON_ArrayForEach(x, added) {
         int id = id_of(cJSON_GetObjectItemCaseSensitive(x, "id"));
@@ -407,6 +426,15 @@ static int build(lm_tokenizer *t, const cJSON *root, const cJSON *cfg,
         i++;
     }
     if (lm_tok_index(t, err) != 0) return -1;
+    i = 0;
+    cJSON_ArrayForEach(x, added) {
+        const char *content = str_of(x, "content");
+        int id = id_of(cJSON_GetObjectItemCaseSensitive(x, "id"));
+        if (lm_tokenizer_find(t, content, strlen(content)) != id)
+            return lm_errf(err, "added_tokens[%d]: \"%s\" is given two ids", i,
+                           content);
+        i++;
+    }
 
     i = 0;
     cJSON_ArrayForEach(x, merges) {
@@ -462,12 +490,18 @@ static int build(lm_tokenizer *t, const cJSON *root, const cJSON *cfg,
      * config.json, then the usual names. */
     t->add_bos = s.add_bos;
     t->add_eos = s.add_eos;
-    if (s.add_bos)
+    if (s.add_bos) {
         t->bos_id = s.bos_id >= 0 && s.bos_id < t->n_vocab
             ? s.bos_id : lm_tokenizer_find(t, s.bos, strlen(s.bos));
-    if (s.add_eos)
+        if (t->bos_id < 0)
+            return lm_errf(err, "post_processor: BOS \"%s\" is not a token", s.bos);
+    }
+    if (s.add_eos) {
         t->eos_id = s.eos_id >= 0 && s.eos_id < t->n_vocab
             ? s.eos_id : lm_tokenizer_find(t, s.eos, strlen(s.eos));
+        if (t->eos_id < 0)
+            return lm_errf(err, "post_processor: EOS \"%s\" is not a token", s.eos);
+    }
     if (cfg) {
         int v;
         if ((v = config_token(t, cfg, "bos_token")) >= 0) t->bos_id = v;
@@ -496,11 +530,11 @@ static int build(lm_tokenizer *t, const cJSON *root, const cJSON *cfg,
         if (id >= 0 && t->types[id] == LM_TOKEN_CONTROL) t->eos_id = id;
     }
     if (t->add_bos && t->bos_id < 0)
-        return lm_errf(err, "post_processor/tokenizer_config: adds BOS \"%s\" "
-                       "which is not a token", s.bos);
+        return lm_errf(err, "tokenizer_config.json: add_bos_token without a "
+                       "bos_token");
     if (t->add_eos && t->eos_id < 0)
-        return lm_errf(err, "post_processor/tokenizer_config: adds EOS \"%s\" "
-                       "which is not a token", s.eos);
+        return lm_errf(err, "tokenizer_config.json: add_eos_token without an "
+                       "eos_token");
     return lm_tok_build_end(t, err);
 }
 

@@ -339,8 +339,492 @@ static void test_mistral(const char *assets) {
     lm_tokenizer_free(&t);
 }
 
+/* fuzz/corpus/DIR/NAME: the hand-written seeds double as small fixtures. */
+static void seed_path(char *out, size_t cap, const char *dir, const char *name) {
+    const char *file = __FILE__, *slash = strrchr(file, '/');
+    int n = slash ? (int)(slash - file) : 1;
+    snprintf(out, cap, "%.*s/../fuzz/corpus/%s/%s", n, slash ? file : ".", dir, name);
+}
+
+static void load_seed(lm_tokenizer *t, const char *dir, const char *name) {
+    char path[1024];
+    lm_err err = {{0}};
+    seed_path(path, sizeof path, dir, name);
+    if (lm_tokenizer_load(t, path, &err) != 0) {
+        CHECK(0, "load %s: %s", path, err.msg);
+        memset(t, 0, sizeof *t);
+    }
+}
+
+static void check_decode(const lm_tokenizer *t, const char *name, const int *ids,
+                         int n, int skip, const char *want) {
+    char *s;
+    size_t len;
+    lm_err err = {{0}};
+    if (lm_tokenizer_decode(t, ids, n, skip, &s, &len, &err) != 0) {
+        CHECK(0, "%s: decode: %s", name, err.msg);
+        return;
+    }
+    CHECK(len == strlen(want) && !memcmp(s, want, len), "%s: decoded \"%s\", want \"%s\"",
+          name, s, want);
+    free(s);
+}
+
+/* The tiny hand-written tokenizer.json seeds, with ids checked against
+ * Hugging Face tokenizers. */
+static void test_tiny_json(void) {
+    lm_tokenizer t;
+    load_seed(&t, "tokenizer_json", "bytelevel.json");
+    if (t.n_vocab) {
+        CHECK(t.kind == LM_TOK_BYTE_BPE && t.n_vocab == 15 && t.n_merges == 5 &&
+              t.add_bos == 0 && t.bos_id == 13 && t.eos_id == 13,
+              "bytelevel.json: kind %d vocab %d merges %d", t.kind, t.n_vocab, t.n_merges);
+        int a[] = {11, 12, 3, 6, 2, 7};
+        check_encode(&t, "bytelevel", "hello world", 11, LM_TOK_DEFAULT, a, 6);
+        /* <mask> has lstrip; 'x' and 'é' are not in the vocabulary (no unk):
+         * dropped, as HF does. */
+        int b[] = {11, 13, 4, 11, 14};
+        const char *sb = "hello<|endoftext|> hello <mask>x";
+        check_encode(&t, "bytelevel", sb, strlen(sb), LM_TOK_DEFAULT, b, 5);
+        int c[] = {11, 14};
+        check_encode(&t, "bytelevel", "hello   <mask>", 14, LM_TOK_DEFAULT, c, 2);
+        int d[] = {0, 9, 3};
+        check_encode(&t, "bytelevel", "h\xc3\xa9llo", 6, LM_TOK_DEFAULT, d, 3);
+        int e[] = {4, 12, 3, 6, 2, 7};
+        check_encode(&t, "bytelevel", "  world", 7, LM_TOK_DEFAULT, e, 6);
+        check_encode(&t, "bytelevel", "", 0, LM_TOK_DEFAULT, NULL, 0);
+        check_decode(&t, "bytelevel", b, 5, 0, "hello<|endoftext|> hello<mask>");
+        check_decode(&t, "bytelevel", b, 5, 1, "hello hello<mask>");
+        CHECK(lm_tokenizer_find(&t, "hello", 5) == 11 && lm_tokenizer_find(&t, "xx", 2) == -1,
+              "find");
+        int len;
+        CHECK(!strcmp(lm_tokenizer_piece(&t, 12, &len), "\xc4\xa0w") && len == 3 &&
+              lm_tokenizer_piece(&t, 15, &len) == NULL, "piece");
+        lm_tokenizer_free(&t);
+    }
+
+    const char *spm_files[] = {"metaspace.json", "legacy_llama.json"};
+    for (int f = 0; f < 2; f++) {
+        load_seed(&t, "tokenizer_json", spm_files[f]);
+        if (!t.n_vocab) continue;
+        int legacy = f == 1;
+        const char *nm = spm_files[f];
+        CHECK(t.kind == LM_TOK_SPM_BPE && t.add_bos == 1 && t.bos_id == 1 &&
+              t.eos_id == 2 && t.unk_id == 0 && t.byte_fallback && t.fuse_unk &&
+              t.prefix == (legacy ? LM_TOK_PREFIX_ALWAYS : LM_TOK_PREFIX_META_FIRST),
+              "%s: kind %d bos %d eos %d unk %d prefix %d", nm, t.kind, t.bos_id,
+              t.eos_id, t.unk_id, t.prefix);
+        int a[] = {1, 10, 12, 4, 5, 3};
+        check_encode(&t, nm, "hi t\xc3\xa9\n", 7, LM_TOK_DEFAULT, a, 6);
+        check_decode(&t, nm, a, 6, 1, "hi t\xc3\xa9\n");
+        int b1[] = {1, 10}, b2[] = {1, 6, 10};
+        if (legacy) check_encode(&t, nm, " hi", 3, LM_TOK_DEFAULT, b2, 3);
+        else check_encode(&t, nm, " hi", 3, LM_TOK_DEFAULT, b1, 2);
+        int c1[] = {1, 6, 0, 1, 7, 8}, c2[] = {1, 6, 0, 1, 10};
+        if (legacy) check_encode(&t, nm, "a<s>hi", 6, LM_TOK_DEFAULT, c2, 5);
+        else check_encode(&t, nm, "a<s>hi", 6, LM_TOK_DEFAULT, c1, 6);
+        int d1[] = {1, 6, 10}, d2[] = {1, 14, 10};
+        if (legacy) check_encode(&t, nm, "  hi", 4, LM_TOK_DEFAULT, d2, 3);
+        else check_encode(&t, nm, "  hi", 4, LM_TOK_DEFAULT, d1, 3);
+        int e[] = {1, 6, 0}; /* "xyz": unknown, fused into one <unk> */
+        check_encode(&t, nm, "xyz", 3, LM_TOK_DEFAULT, e, 3);
+        int g[] = {1};
+        check_encode(&t, nm, "", 0, LM_TOK_DEFAULT, g, 1);
+        check_encode(&t, nm, "", 0, 0, NULL, 0);
+        if (!legacy) {
+            int h[] = {1, 10, 6, 10};
+            check_encode(&t, nm, "hi  hi", 6, LM_TOK_DEFAULT, h, 4);
+            int i[] = {1, 1, 7, 8};
+            check_encode(&t, nm, "<s>hi", 5, LM_TOK_DEFAULT, i, 4);
+            check_decode(&t, nm, c1, 6, 1, "hi");
+            check_decode(&t, nm, d1, 3, 1, " hi");
+            check_decode(&t, nm, c1, 6, 0, "<s> <unk><s>hi");
+        }
+        /* Saved and reloaded, the same pipeline comes back. */
+        char *json;
+        lm_err err = {{0}};
+        lm_tokenizer u;
+        if (lm_tokenizer_to_hf_json(&t, &json, &err) != 0 ||
+            lm_tokenizer_load_hf_json(&u, json, strlen(json), NULL, 0, NULL, 0, nm, &err) != 0) {
+            CHECK(0, "%s: save/reload: %s", nm, err.msg);
+        } else {
+            CHECK(u.prefix == t.prefix && u.n_vocab == t.n_vocab && u.n_merges == t.n_merges &&
+                  u.add_bos == 1 && u.bos_id == 1 && u.byte_fallback && u.strip_leading_space,
+                  "%s: reloaded differs", nm);
+            if (legacy) check_encode(&u, nm, "a<s>hi", 6, LM_TOK_DEFAULT, c2, 5);
+            else check_encode(&u, nm, "a<s>hi", 6, LM_TOK_DEFAULT, c1, 6);
+            lm_tokenizer_free(&u);
+            free(json);
+        }
+        lm_tokenizer_free(&t);
+    }
+
+    load_seed(&t, "tokenizer_bin", "tiny.bin");
+    if (t.n_vocab) {
+        CHECK(t.n_vocab == 15 && t.merge_by_score && t.bos_id == 1 && t.eos_id == 2,
+              "tiny.bin: vocab %d", t.n_vocab);
+        int a[] = {1, 10, 12, 4, 5, 3};
+        check_encode(&t, "tiny.bin", "hi t\xc3\xa9\n", 7, LM_TOK_DEFAULT, a, 6);
+        /* SentencePiece always prepends: " hi" -> "▁▁hi"; by score "▁▁"
+         * (-9) loses to "▁h" (-4), then "▁hi". */
+        int b[] = {6, 10};
+        check_encode(&t, "tiny.bin", " hi", 3, 0, b, 2);
+        int c[] = {6, 0, 0, 0}; /* no fusing of unknowns in SentencePiece */
+        check_encode(&t, "tiny.bin", "xyz", 3, 0, c, 4);
+        lm_tokenizer_free(&t);
+    }
+}
+
+/* A deterministic corpus: made-up words of 1-4 syllables (some Unicode),
+ * numbers and punctuation, documents separated by <|endoftext|>. */
+static char *make_corpus(size_t want, size_t *len) {
+    static const char *const syl[] = {
+        "ka", "to", "ri", "men", "sa", "lo", "de", "nu", "pre", "tion", "ing", "er",
+        "qu", "ex", "ab", "st", "ph", "th", "ou", "ea", "caf\xc3\xa9", "\xc3\xbc" "ber",
+        "\xe6\x97\xa5", "\xe6\x9c\xac", "\xd0\xbf\xd1\x80\xd0\xb8", "\xce\xbb", "\xf0\x9f\xa6\x99", "'s", "'ll",
+    };
+    static const char *const seps[] = {" ", " ", " ", " ", " ", ", ", ". ", "\n", "  ", "\t", "! ", " 42 ", " 3.14 "};
+    char *buf = malloc(want + 256);
+    size_t n = 0;
+    uint64_t x = 88172645463325252ull;
+    while (n < want) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        /* A lexicon of 30000 words, the small ids far more frequent. */
+        double u = (double)(x >> 11) * 0x1.0p-53;
+        uint64_t h = (uint64_t)(30000 * u * u * u) * 0x9E3779B97F4A7C15ull;
+        int nsyl = 1 + (int)(h % 4);
+        for (int k = 0; k < nsyl; k++)
+            n += (size_t)sprintf(buf + n, "%s",
+                                 syl[(h >> (8 + 6 * k)) % (sizeof syl / sizeof *syl)]);
+        const char *sp = seps[(x >> 3) % (sizeof seps / sizeof *seps)];
+        if ((x >> 44) % 3000 == 0) sp = "<|endoftext|>";
+        n += (size_t)sprintf(buf + n, "%s", sp);
+    }
+    *len = n;
+    return buf;
+}
+
+static double seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static void test_training(const char *assets) {
+    size_t len;
+    char *corpus = make_corpus(3u << 20, &len);
+    const char *specials[] = {"<|endoftext|>", "<pad>"};
+    lm_bpe_train_opts o = {.vocab_size = 4096, .special_tokens = specials, .n_special = 2,
+                           .bos_token = "<|endoftext|>", .eos_token = "<|endoftext|>",
+                           .pad_token = "<pad>"};
+    lm_tokenizer t;
+    lm_err err = {{0}};
+    double t0 = seconds();
+    if (lm_tokenizer_train_bpe(&t, corpus, len, &o, &err) != 0) {
+        CHECK(0, "train: %s", err.msg);
+        free(corpus);
+        return;
+    }
+    double dt = seconds() - t0;
+    printf("trained %d tokens (%d merges) on %zu bytes in %.2f s\n", t.n_vocab,
+           t.n_merges, len, dt);
+    CHECK(dt < 20, "training took %.1f s", dt);
+    CHECK(t.n_vocab == 4096 && t.n_merges >= 4096 - 258, "trained vocab %d, merges %d",
+          t.n_vocab, t.n_merges);
+    CHECK(t.bos_id == 0 && t.eos_id == 0 && t.pad_id == 1 && t.add_bos == 0 &&
+          t.types[0] == LM_TOKEN_CONTROL && t.types[1] == LM_TOKEN_CONTROL,
+          "trained specials");
+    CHECK(lm_tokenizer_find(&t, "!", 1) == 2 && lm_tokenizer_find(&t, "\xc4\x80", 2) == 2 + 188,
+          "byte characters in code point order");
+    int *ids, n;
+    CHECK(lm_tokenizer_encode(&t, corpus, len, 0, &ids, &n, &err) == 0 && n < (int)(len / 3),
+          "the corpus compresses: %d tokens for %zu bytes", n, len);
+    int specials_seen = 0;
+    for (int i = 0; i < n; i++) specials_seen += ids[i] == 0;
+    CHECK(specials_seen > 0, "<|endoftext|> is matched in the text");
+    free(ids);
+
+    /* Saved as tokenizer.json and loaded back: the same tokenizer. */
+    char path[] = "/tmp/smudge_tok_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    lm_tokenizer u;
+    if (lm_tokenizer_save_hf(&t, path, &err) != 0 || lm_tokenizer_load(&u, path, &err) != 0) {
+        CHECK(0, "save/reload: %s", err.msg);
+    } else {
+        int same = u.n_vocab == t.n_vocab && u.n_merges == t.n_merges && u.kind == t.kind;
+        for (int i = 0; same && i < t.n_vocab; i++)
+            same = u.piece_len[i] == t.piece_len[i] && u.types[i] == t.types[i] &&
+                   !memcmp(u.text + u.piece_off[i], t.text + t.piece_off[i], (size_t)t.piece_len[i]);
+        for (int r = 0; same && r < t.n_merges; r++)
+            same = u.merge_a[r] == t.merge_a[r] && u.merge_b[r] == t.merge_b[r];
+        CHECK(same, "reloaded tokenizer differs");
+        CHECK(u.bos_id == 0 && u.eos_id == 0 && u.add_bos == 0, "reloaded bos %d eos %d",
+              u.bos_id, u.eos_id);
+        const char *texts[] = {"the model's fingerprint, 2024!", "caf\xc3\xa9 \xf0\x9f\xa6\x99\n\n x",
+                               "unseen w\xc3\xb6rds <|endoftext|><pad> \xe2\x80\x94 ok", "   "};
+        for (int k = 0; k < 4; k++) {
+            int *a, na, *b, nb;
+            size_t l = strlen(texts[k]);
+            if (lm_tokenizer_encode(&t, texts[k], l, 0, &a, &na, &err) == 0 &&
+                lm_tokenizer_encode(&u, texts[k], l, 0, &b, &nb, &err) == 0) {
+                CHECK(na == nb && !memcmp(a, b, (size_t)na * sizeof *a),
+                      "reloaded encodes \"%s\" differently", texts[k]);
+                free(a);
+                free(b);
+            }
+            if (k != 2) check_roundtrip(&u, "trained", texts[k], l, texts[k], l);
+        }
+        lm_tokenizer_free(&u);
+    }
+    lm_tokenizer_free(&t);
+
+    /* BOS as a template: saved as TemplateProcessing, added on reload. */
+    const char *sp2[] = {"<s>", "</s>", "<pad>"};
+    o = (lm_bpe_train_opts){.vocab_size = 600, .special_tokens = sp2, .n_special = 3,
+                            .bos_token = "<s>", .eos_token = "</s>", .pad_token = "<pad>",
+                            .add_bos = 1};
+    if (lm_tokenizer_train_bpe(&t, corpus, len / 8, &o, &err) != 0) {
+        CHECK(0, "train with <s>: %s", err.msg);
+    } else {
+        CHECK(t.n_vocab == 600, "vocab %d", t.n_vocab);
+        if (lm_tokenizer_save_hf(&t, path, &err) != 0 || lm_tokenizer_load(&u, path, &err) != 0) {
+            CHECK(0, "save/reload with <s>: %s", err.msg);
+        } else {
+            CHECK(u.add_bos == 1 && u.bos_id == 0 && u.eos_id == 1 && u.add_eos == 0,
+                  "template reload: add_bos %d bos %d eos %d", u.add_bos, u.bos_id, u.eos_id);
+            int *a, na;
+            CHECK(lm_tokenizer_encode(&u, "the model", 9, LM_TOK_DEFAULT, &a, &na, &err) == 0 &&
+                  na > 1 && a[0] == 0, "BOS first");
+            free(a);
+            lm_tokenizer_free(&u);
+        }
+        lm_tokenizer_free(&t);
+    }
+    unlink(path);
+
+    /* Bad options. */
+    o = (lm_bpe_train_opts){.vocab_size = 100};
+    CHECK(lm_tokenizer_train_bpe(&t, corpus, 100, &o, &err) != 0 && strstr(err.msg, "vocab_size"),
+          "small vocab: %s", err.msg);
+    const char *dup[] = {"<s>", "<s>"};
+    o = (lm_bpe_train_opts){.vocab_size = 300, .special_tokens = dup, .n_special = 2};
+    CHECK(lm_tokenizer_train_bpe(&t, corpus, 100, &o, &err) != 0 && strstr(err.msg, "twice"),
+          "duplicate special: %s", err.msg);
+    o = (lm_bpe_train_opts){.vocab_size = 300, .special_tokens = sp2, .n_special = 1,
+                            .eos_token = "</s>"};
+    CHECK(lm_tokenizer_train_bpe(&t, corpus, 100, &o, &err) != 0 && strstr(err.msg, "eos"),
+          "eos not special: %s", err.msg);
+    o = (lm_bpe_train_opts){.vocab_size = 300};
+    CHECK(lm_tokenizer_train_bpe(&t, "", 0, &o, &err) == 0 && t.n_vocab == 256 && t.n_merges == 0,
+          "empty corpus");
+    lm_tokenizer_free(&t);
+    free(corpus);
+
+    /* Against Hugging Face's BpeTrainer on real text, merge by merge. */
+    if (!assets) return;
+    char cpath[1024], mpath[1024];
+    snprintf(cpath, sizeof cpath, "%s/data/superglue/BoolQ/val.jsonl", assets);
+    data_path(mpath, sizeof mpath, "hf_bpe_merges_boolq.json");
+    char *text = slurp(cpath, &len), *mj = slurp(mpath, NULL);
+    cJSON *ref = mj ? cJSON_Parse(mj) : NULL;
+    cJSON *merges = cJSON_GetObjectItem(ref, "merges");
+    CHECK(text && cJSON_GetArraySize(merges) == 2000, "cannot read %s / %s", cpath, mpath);
+    o = (lm_bpe_train_opts){.vocab_size = 256 + 2000, .min_frequency = 1};
+    t0 = seconds();
+    if (text && merges && lm_tokenizer_train_bpe(&t, text, len, &o, &err) == 0) {
+        printf("BoolQ: %d merges on %zu bytes in %.2f s\n", t.n_merges, len, seconds() - t0);
+        int r = 0, first_bad = -1;
+        cJSON *m;
+        cJSON_ArrayForEach(m, merges) {
+            char mine[512] = "";
+            if (r < t.n_merges)
+                snprintf(mine, sizeof mine, "%s %s", t.text + t.piece_off[t.merge_a[r]],
+                         t.text + t.piece_off[t.merge_b[r]]);
+            if (first_bad < 0 && strcmp(mine, m->valuestring)) first_bad = r;
+            r++;
+        }
+        CHECK(first_bad < 0, "BoolQ merge %d: ours \"%s %s\", HF \"%s\"", first_bad,
+              first_bad >= 0 && first_bad < t.n_merges ? t.text + t.piece_off[t.merge_a[first_bad]] : "",
+              first_bad >= 0 && first_bad < t.n_merges ? t.text + t.piece_off[t.merge_b[first_bad]] : "",
+              first_bad >= 0 ? cJSON_GetArrayItem(merges, first_bad)->valuestring : "");
+        lm_tokenizer_free(&t);
+    } else {
+        CHECK(0, "BoolQ training: %s", err.msg);
+    }
+    cJSON_Delete(ref);
+    free(mj);
+    free(text);
+}
+
+/* Replaces the first `from` in s by `to` (a fresh string). */
+static char *edit(const char *s, const char *from, const char *to) {
+    const char *at = strstr(s, from);
+    if (!at) return NULL;
+    size_t a = (size_t)(at - s), lf = strlen(from), lt = strlen(to), n = strlen(s);
+    char *out = malloc(n - lf + lt + 1);
+    memcpy(out, s, a);
+    memcpy(out + a, to, lt);
+    memcpy(out + a + lt, at + lf, n - a - lf + 1);
+    return out;
+}
+
+static void test_malformed(void) {
+    char path[1024];
+    seed_path(path, sizeof path, "tokenizer_json", "bytelevel.json");
+    char *good = slurp(path, NULL);
+    seed_path(path, sizeof path, "tokenizer_json", "metaspace.json");
+    char *spm = slurp(path, NULL);
+    CHECK(good && spm, "seeds missing");
+    if (!good || !spm) return;
+    struct { const char *src, *from, *to, *want; } cases[] = {
+        {good, "\"model\"", "\"modelx\"", "model: missing"},
+        {good, "\"type\": \"BPE\"", "\"type\": \"Unigram\"", "model.type \"Unigram\""},
+        {good, "\"h\": 0", "\"h\": 0.5", "model.vocab[\"h\"]"},
+        {good, "\"h\": 0", "\"h\": -1", "model.vocab[\"h\"]"},
+        {good, "\"e\": 1", "\"e\": 0", "given twice"},
+        {good, "[\"Ġ\", \"w\"]", "[\"Ġ\", \"q\"]", "model.merges[4]"},
+        {good, "[\"Ġ\", \"w\"]", "[\"Ġ\"]", "model.merges[4]"},
+        {good, "[\"l\", \"l\"]", "[\"l\", \"o\"]", "model.merges[1]"},
+        {good, "\"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true",
+         "\"Whitespace\", \"add_prefix_space\": false, \"trim_offsets\": true",
+         "pre_tokenizer.type \"Whitespace\""},
+        {good, "\"normalizer\": null", "\"normalizer\": {\"type\": \"NFKC\"}", "normalizer.type \"NFKC\""},
+        {good, "\"content\": \"<mask>\"", "\"content\": \"<masque>\"", "added_tokens[1]"},
+        {good, "\"id\": 14", "\"id\": 1000000", "model.vocab: ids up to"},
+        {good, "\"id\": 14", "\"id\": \"14\"", "added_tokens[1]"},
+        {good, "\"continuing_subword_prefix\": \"\"", "\"continuing_subword_prefix\": \"##\"",
+         "continuing_subword_prefix"},
+        {good, "\"vocab\": {", "\"vocab\": [", "not valid JSON"},
+        {good, "\"hello\": 11,", "", "model.merges[3]"},
+        {good, "\"<mask>\": 14}", "\"<mask>\": 15}", "added_tokens[1]: \"<mask>\" has id 14"},
+        {good, "\"h\": 0,", "\"h\": 0, \"h\": 15,", "appears twice"},
+        {spm, "\"unk_token\": \"<unk>\"", "\"unk_token\": \"<unknown>\"", "model.unk_token"},
+        {spm, "\"prepend_scheme\": \"first\"", "\"prepend_scheme\": \"sometimes\"",
+         "pre_tokenizer.prepend_scheme"},
+        {spm, "\"replacement\": \"▁\"", "\"replacement\": \"_\"", "pre_tokenizer.replacement"},
+        {spm, "\"merges\": [\"▁ h\"", "\"merges\": [\"▁ h x\"", "model.merges[0]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *j = edit(cases[i].src, cases[i].from, cases[i].to);
+        CHECK(j != NULL, "case %zu: \"%s\" not found in the seed", i, cases[i].from);
+        if (!j) continue;
+        lm_tokenizer t;
+        lm_err err = {{0}};
+        int rc = lm_tokenizer_load_hf_json(&t, j, strlen(j), NULL, 0, NULL, 0, "t.json", &err);
+        CHECK(rc != 0 && strstr(err.msg, cases[i].want) && !strncmp(err.msg, "t.json: ", 8),
+              "case %zu: rc %d, message \"%s\" lacks \"%s\"", i, rc, err.msg, cases[i].want);
+        if (rc == 0) lm_tokenizer_free(&t);
+        free(j);
+    }
+    /* The BOS named by the template must exist. */
+    char *j = edit(spm, "\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}],\n    \"pair\"",
+                   "\"SpecialToken\": {\"id\": \"<bos>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}],\n    \"pair\"");
+    if (j) {
+        char *k = edit(j, "\"ids\": [1]", "\"ids\": []");
+        lm_tokenizer t;
+        lm_err err = {{0}};
+        CHECK(k && lm_tokenizer_load_hf_json(&t, k, strlen(k), NULL, 0, NULL, 0, "t.json", &err) != 0 &&
+              strstr(err.msg, "<bos>"), "missing BOS: %s", err.msg);
+        free(k);
+        free(j);
+    }
+    /* tokenizer_config.json overrides the template. */
+    {
+        lm_tokenizer t;
+        lm_err err = {{0}};
+        const char *cfg = "{\"add_bos_token\": false, \"add_eos_token\": true, \"eos_token\": {\"content\": \"</s>\"}}";
+        CHECK(lm_tokenizer_load_hf_json(&t, spm, strlen(spm), cfg, strlen(cfg), NULL, 0, "t.json", &err) == 0 &&
+              t.add_bos == 0 && t.add_eos == 1 && t.eos_id == 2, "config override: %s", err.msg);
+        int want[] = {10, 2};
+        check_encode(&t, "config override", "hi", 2, LM_TOK_DEFAULT, want, 2);
+        lm_tokenizer_free(&t);
+        CHECK(lm_tokenizer_load_hf_json(&t, spm, strlen(spm), "{nope", 5, NULL, 0, "t.json", &err) != 0 &&
+              strstr(err.msg, "tokenizer_config.json"), "bad config: %s", err.msg);
+    }
+    free(good);
+    free(spm);
+
+    /* tokenizer.bin. */
+    seed_path(path, sizeof path, "tokenizer_bin", "tiny.bin");
+    size_t n;
+    uint8_t *bin = (uint8_t *)slurp(path, &n);
+    CHECK(bin && n == 172, "tiny.bin missing");
+    if (!bin) return;
+    lm_tokenizer t;
+    lm_err err = {{0}};
+    CHECK(lm_tokenizer_load_llama2c_mem(&t, bin, 3, 0, "b", &err) != 0 && strstr(err.msg, "too short"),
+          "bin: %s", err.msg);
+    CHECK(lm_tokenizer_load_llama2c_mem(&t, bin, n - 1, 0, "b", &err) != 0 &&
+          strstr(err.msg, "token 14") && strstr(err.msg, "offset"), "bin truncated: %s", err.msg);
+    CHECK(lm_tokenizer_load_llama2c_mem(&t, bin, n, 16, "b", &err) != 0 &&
+          strstr(err.msg, "expected vocab_size 16"), "bin vocab: %s", err.msg);
+    CHECK(lm_tokenizer_load_llama2c_mem(&t, bin, n, 4, "b", &err) == 0 && t.n_vocab == 4,
+          "bin first 4: %s", err.msg);
+    lm_tokenizer_free(&t);
+    uint8_t *b2 = malloc(n);
+    memcpy(b2, bin, n);
+    int32_t neg = -5;
+    memcpy(b2 + 4 + 4, &neg, 4);
+    CHECK(lm_tokenizer_load_llama2c_mem(&t, b2, n, 0, "b", &err) != 0 && strstr(err.msg, "length -5"),
+          "bin negative length: %s", err.msg);
+    int32_t zero = 0;
+    memcpy(b2, &zero, 4);
+    CHECK(lm_tokenizer_load_llama2c_mem(&t, b2, n, 0, "b", &err) != 0 &&
+          strstr(err.msg, "max_token_length"), "bin max len: %s", err.msg);
+    free(b2);
+    free(bin);
+    CHECK(lm_tokenizer_load(&t, "/nonexistent/tokenizer.json", &err) != 0 &&
+          strstr(err.msg, "/nonexistent"), "missing file: %s", err.msg);
+}
+
+/* GPT-2's pre-tokenizer, piece by piece. */
+static void test_gpt2_split(void) {
+    struct { const char *text; const char *parts[12]; } cases[] = {
+        {"Hello world", {"Hello", " world"}},
+        {"I'm don't we'll", {"I", "'m", " don", "'t", " we", "'ll"}},
+        {"  Hello", {" ", " Hello"}},
+        {"a   \n\n b", {"a", "   \n\n", " b"}},
+        {"x  ", {"x", "  "}},
+        {"abc123 456!?  ", {"abc", "123", " 456", "!?", "  "}},
+        {"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac" "2\xc2\xbd", {"caf\xc3\xa9", " \xe6\x97\xa5\xe6\x9c\xac", "2\xc2\xbd"}},
+        {" 's 'S", {" '", "s", " '", "S"}},
+        {"\xf0\x9f\xa6\x99\xf0\x9f\xa6\x99 x", {"\xf0\x9f\xa6\x99\xf0\x9f\xa6\x99", " x"}},
+        {"\t\tx", {"\t", "\t", "x"}},
+        {"a\xff" "b", {"a", "\xff", "b"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *s = cases[i].text;
+        size_t n = strlen(s), at = 0;
+        int k = 0, ok = 1;
+        while (at < n) {
+            size_t l = lm_tokenizer_gpt2_split(s + at, n - at);
+            const char *want = cases[i].parts[k++];
+            if (!want || l != strlen(want) || memcmp(s + at, want, l)) ok = 0;
+            if (l == 0) break;
+            at += l;
+        }
+        CHECK(ok && cases[i].parts[k] == NULL, "gpt2 split of \"%s\"", s);
+    }
+    uint32_t cp;
+    CHECK(lm_utf8_decode("\xe2\x96\x81", 3, &cp) == 3 && cp == 0x2581, "utf8 3 bytes");
+    CHECK(lm_utf8_decode("\xc0\x80", 2, &cp) == 1 && cp == LM_UTF8_INVALID, "overlong");
+    CHECK(lm_utf8_decode("\xed\xa0\x80", 3, &cp) == 1 && cp == LM_UTF8_INVALID, "surrogate");
+    CHECK(lm_utf8_decode("\xf0\x9f\xa6", 3, &cp) == 1 && cp == LM_UTF8_INVALID, "truncated");
+    CHECK(lm_unicode_is_letter(0x4E2D) && lm_unicode_is_letter(0xE9) && !lm_unicode_is_letter(0x2581) &&
+          lm_unicode_is_number(0xBD) && lm_unicode_is_number(0x0663) && !lm_unicode_is_number('x') &&
+          lm_unicode_is_space(0x3000) && !lm_unicode_is_space(0x200B) && !lm_unicode_is_space(0x1C),
+          "unicode classes");
+    CHECK(lm_tok_byte_char(' ') == 0x120 && lm_tok_byte_char('!') == '!' && lm_tok_byte_char(0) == 256 &&
+          lm_tok_byte_char(0xAD) == 0x143 && lm_tok_byte_char(0xFF) == 0xFF, "bytes_to_unicode");
+}
+
 int main(int argc, char **argv) {
+    test_gpt2_split();
+    test_tiny_json();
+    test_malformed();
     const char *assets = check_assets();
+    test_training(assets);
     if (assets) {
         test_llama_spm(assets);
         test_gpt2(assets);
