@@ -63,7 +63,7 @@ static void panel(FILE *f, const rs_pivot *p, const char *title, double scale, d
             int x = LEFT + r * group_w + GROUP_PAD / 2 + c * BAR_W;
             const char *col = palette[c % 8];
             if (cell->n == 0) {
-                if (cell->failed)
+                if (cell->failed && !cell->ok) /* every unit failed: a cross */
                     fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"%s\" font-size=\"10\">&#215;"
                             "</text>\n", x + 3, y0 + PANEL_H - 3, col);
                 continue;
@@ -148,7 +148,7 @@ int rs_plot_svg(const rs_row *rows, size_t n, const char *out_path, lm_err *err)
     fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", width, height);
     panel(f, &fsr, "FSR (%) per method, mean ± 95% CI across seeds", 100, 100, y_fsr, group_w);
     char title[96];
-    snprintf(title, sizeof title, "%s per method", ppl);
+    snprintf(title, sizeof title, "Perplexity (%s) per method", ppl);
     /* Both pivots have the same rows and columns: they come from the
      * units, whatever metric the cells hold. */
     panel(f, &pp, title, 1, pmax, y_ppl, group_w);

@@ -1150,8 +1150,12 @@ static int write_details(rs_store *s, const rs_row *r, int64_t idx, lm_err *err)
         hsize_t dims[1] = {d->count};
         hid_t sp = H5Screate_simple(1, dims, NULL);
         hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-        if (d->count > 0) {
-            hsize_t chunk[1] = {d->count < 4096 ? d->count : 4096};
+        /* Small arrays live inside the (checksummed) object header; larger
+         * ones in checksummed chunks. The row chain covers them anyway. */
+        if (d->count > 0 && d->count <= 2048) {
+            H5Pset_layout(dcpl, H5D_COMPACT);
+        } else if (d->count > 0) {
+            hsize_t chunk[1] = {d->count < 65536 ? d->count : 65536};
             H5Pset_chunk(dcpl, 1, chunk);
             H5Pset_fletcher32(dcpl);
         }
