@@ -72,11 +72,19 @@ static cJSON *input_record(const char *path, size_t n_rows) {
     if (!o) return NULL;
     cJSON_AddStringToObject(o, "path", path);
     cJSON_AddNumberToObject(o, "n_rows", (double)n_rows);
-    static const char *keys[] = {"rows_sha256", "created", "smudge_version", "git_commit",
+    static const char *keys[] = {"commit", "created", "smudge_version", "git_commit",
                                  "grid_sha256", "hosts", "slurm_job_ids", "slurm_array_job_ids"};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         char *v = rs_store_read_attr(path, keys[k], NULL);
-        if (v) cJSON_AddStringToObject(o, keys[k], v);
+        if (!v) continue;
+        /* JSON-valued attributes nest as JSON, the rest as strings. */
+        cJSON *j = cJSON_Parse(v);
+        if (j && (cJSON_IsObject(j) || cJSON_IsArray(j)))
+            cJSON_AddItemToObject(o, keys[k], j);
+        else {
+            cJSON_Delete(j);
+            cJSON_AddStringToObject(o, keys[k], v);
+        }
         free(v);
     }
     return o;

@@ -19,16 +19,19 @@
  *                   row index in /units) carries unit_key and unit_hash
  *                   attributes
  *   root attributes: format, smudge_version, git_commit, grid_json,
- *                   grid_sha256, provenance_json, hdf5_version, created,
- *                   and (updated after each append) n_rows, rows_sha256,
- *                   hosts, ranks, slurm_job_ids, time_start, time_end.
+ *                   grid_sha256, provenance_json, hdf5_version,
+ *                   cjson_version, openssl_version, created, closed, and
+ *                   (updated after each append) commit = {n_rows,
+ *                   n_metrics, rows_sha256}, hosts, ranks, slurm_job_ids,
+ *                   slurm_array_job_ids (JSON arrays), time_start, time_end
+ *                   (unix seconds over the rows).
  *
- * Integrity: rows_sha256 chains a SHA-256 over every committed row
- * (h_k = sha256(h_{k-1} || row k)), n_rows counts them, and the data chunks
- * carry HDF5's Fletcher-32 checksum. Opening checks all of it; a file that
- * fails is reported, never extended. A writer killed in the middle of an
- * append leaves at most that one uncommitted row past n_rows: opening for
- * append drops it and says so in rs_store_warning().
+ * Integrity: commit.rows_sha256 chains a SHA-256 over every committed row
+ * (h_k = sha256(h_{k-1} || row k)), commit.n_rows counts them, and data
+ * chunks and metadata carry HDF5 checksums. Opening checks all of it; a
+ * file that fails is reported, never extended. A writer killed in the
+ * middle of an append leaves at most that one uncommitted row past n_rows:
+ * opening for append drops it and says so in rs_store_warning().
  *
  * HDF5 file locking is turned off for every file this module opens
  * (H5Pset_file_locking, HDF5 >= 1.10.7): locks fail or hang on Lustre/GPFS/

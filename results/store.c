@@ -2,10 +2,17 @@
  *
  * Commit protocol of one append: add any new metric columns, extend /units
  * and the metric matrices by one row and write it, write its detail group,
- * then update n_rows and the row chain (rows_sha256) on the root, then
- * H5Fflush. A row counts only once n_rows covers it, so a writer killed
- * anywhere before the flush completes leaves at most extra, uncommitted
- * space past n_rows, which readers ignore and open_append cuts away.
+ * H5Fflush; then rewrite the root attribute `commit` (n_rows, n_metrics,
+ * rows_sha256 in one fixed-size record, so it changes in one write) and
+ * H5Fflush again. A row counts only once `commit` covers it: a writer
+ * killed during the first flush leaves uncommitted space past n_rows,
+ * which readers ignore and open_append cuts away; one killed during the
+ * second leaves the old or the new record, both consistent.
+ *
+ * Live files never reuse freed space (H5F_FSPACE_STRATEGY_NONE): a chunk
+ * that holds committed rows is rewritten elsewhere, and its old copy stays
+ * intact until the index pointing at the new one is on disk. It costs
+ * ~40% in file size.
  *
  * The file uses the 1.8 object format at least (H5Pset_libver_bounds):
  * its superblock and object headers carry checksums, so flipped bytes in
@@ -268,15 +275,59 @@ static int attr_write_num(hid_t obj, const char *name, hid_t mem, hid_t file_t,
     H5Sclose(sp);
     return rc;
 }
-static int attr_write_i64(hid_t obj, const char *name, int64_t v) {
-    return attr_write_num(obj, name, H5T_NATIVE_INT64, H5T_STD_I64LE, &v);
-}
 static int attr_write_f64(hid_t obj, const char *name, double v) {
     return attr_write_num(obj, name, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &v);
 }
 
+/* A scalar compound attribute (the commit record) as a JSON object of its
+ * integer, float and fixed-length string members. */
+static char *compound_json(hid_t a, hid_t t) {
+    size_t size = H5Tget_size(t);
+    int nm = H5Tget_nmembers(t);
+    if (size == 0 || size > 65536 || nm <= 0) return NULL;
+    unsigned char *buf = calloc(1, size + 1);
+    cJSON *o = cJSON_CreateObject();
+    char *out = NULL;
+    if (buf && o && H5Aread(a, t, buf) >= 0) {
+        for (int i = 0; i < nm; i++) {
+            char *name = H5Tget_member_name(t, (unsigned)i);
+            hid_t mt = H5Tget_member_type(t, (unsigned)i);
+            size_t off = H5Tget_member_offset(t, (unsigned)i), ms = H5Tget_size(mt);
+            H5T_class_t cls = H5Tget_member_class(t, (unsigned)i);
+            if (name && off + ms <= size) {
+                /* Convert one member at a time from its stored type. */
+                if (cls == H5T_INTEGER) {
+                    long long v = 0;
+                    if (H5Tconvert(mt, H5T_NATIVE_LLONG, 1, memcpy(&v, buf + off, ms < 8 ? ms : 8),
+                                   NULL, H5P_DEFAULT) >= 0)
+                        cJSON_AddNumberToObject(o, name, (double)v);
+                } else if (cls == H5T_FLOAT && ms <= 8) {
+                    double v = 0;
+                    memcpy(&v, buf + off, ms);
+                    if (H5Tconvert(mt, H5T_NATIVE_DOUBLE, 1, &v, NULL, H5P_DEFAULT) >= 0)
+                        cJSON_AddNumberToObject(o, name, v);
+                } else if (cls == H5T_STRING && H5Tis_variable_str(mt) <= 0) {
+                    char *str = calloc(1, ms + 1);
+                    if (str) {
+                        memcpy(str, buf + off, ms);
+                        cJSON_AddStringToObject(o, name, str);
+                        free(str);
+                    }
+                }
+            }
+            if (name) H5free_memory(name);
+            if (mt >= 0) H5Tclose(mt);
+        }
+        out = cJSON_PrintUnformatted(o);
+    }
+    cJSON_Delete(o);
+    free(buf);
+    return out;
+}
+
 /* A scalar attribute as a malloc'd string: strings as they are (fixed or
- * variable length), numbers printed. NULL when absent or unreadable. */
+ * variable length), numbers printed, compounds as JSON objects. NULL when
+ * absent or unreadable. */
 static char *attr_read_text(hid_t obj, const char *name) {
     if (H5Aexists(obj, name) <= 0) return NULL;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
@@ -306,6 +357,8 @@ static char *attr_read_text(hid_t obj, const char *name) {
                 out = NULL;
             }
             H5Tclose(m);
+        } else if (cls == H5T_COMPOUND) {
+            out = compound_json(a, t);
         } else if (cls == H5T_INTEGER) {
             long long v;
             if (H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0 && (out = malloc(32)))
@@ -322,11 +375,48 @@ static char *attr_read_text(hid_t obj, const char *name) {
     return out;
 }
 
-static int attr_read_i64(hid_t obj, const char *name, int64_t *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+/* The commit record: one fixed-size compound attribute. */
+typedef struct commit_rec {
+    int64_t n_rows, n_metrics;
+    char rows_sha256[65];
+} commit_rec;
+
+static hid_t commit_type(int in_file) {
+    hid_t t = H5Tcreate(H5T_COMPOUND, in_file ? 8 + 8 + 65 : sizeof(commit_rec));
+    hid_t st = str_type(65);
+    H5Tinsert(t, "n_rows", in_file ? 0 : offsetof(commit_rec, n_rows),
+              in_file ? H5T_STD_I64LE : H5T_NATIVE_INT64);
+    H5Tinsert(t, "n_metrics", in_file ? 8 : offsetof(commit_rec, n_metrics),
+              in_file ? H5T_STD_I64LE : H5T_NATIVE_INT64);
+    H5Tinsert(t, "rows_sha256", in_file ? 16 : offsetof(commit_rec, rows_sha256), st);
+    H5Tclose(st);
+    return t;
+}
+
+static int write_commit(hid_t file, int64_t n_rows, int64_t n_metrics,
+                        const unsigned char chain[32]) {
+    commit_rec c = {n_rows, n_metrics, {0}};
+    to_hex(chain, c.rows_sha256);
+    hid_t mt = commit_type(0), ft = commit_type(1);
+    int rc = attr_write_num(file, "commit", mt, ft, &c);
+    H5Tclose(mt);
+    H5Tclose(ft);
+    return rc;
+}
+
+static int read_commit(hid_t file, commit_rec *c) {
+    memset(c, 0, sizeof *c);
+    if (H5Aexists(file, "commit") <= 0) return -1;
+    hid_t a = H5Aopen(file, "commit", H5P_DEFAULT);
     if (a < 0) return -1;
-    int rc = H5Aread(a, H5T_NATIVE_INT64, v) < 0 ? -1 : 0;
+    hid_t t = H5Aget_type(a), mt = commit_type(0);
+    int rc = -1;
+    if (t >= 0 && H5Tget_class(t) == H5T_COMPOUND && H5Tget_member_index(t, "n_rows") >= 0 &&
+        H5Tget_member_index(t, "n_metrics") >= 0 && H5Tget_member_index(t, "rows_sha256") >= 0)
+        rc = H5Aread(a, mt, c) < 0 ? -1 : 0;
+    c->rows_sha256[64] = '\0';
+    if (t >= 0) H5Tclose(t);
+    H5Tclose(mt);
     H5Aclose(a);
     return rc;
 }
@@ -526,8 +616,10 @@ int rs_store_create(const char *path, const char *provenance_json, rs_store **ou
         quiet_off(&q);
         return lm_errf(err, "out of memory");
     }
-    hid_t fapl = file_access();
-    s->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    hid_t fapl = file_access(), fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_file_space_strategy(fcpl, H5F_FSPACE_STRATEGY_NONE, 0, 1); /* see the top */
+    s->file = H5Fcreate(path, H5F_ACC_EXCL, fcpl, fapl);
+    H5Pclose(fcpl);
     H5Pclose(fapl);
     if (s->file < 0) {
         h5errf(err, "%s: cannot create the results file", path);
@@ -550,11 +642,8 @@ int rs_store_create(const char *path, const char *provenance_json, rs_store **ou
         goto fail;
     }
     H5Gclose(g);
-    char hex[65];
-    to_hex(s->chain, hex);
     if (write_provenance(s, provenance_json, err)) goto fail;
-    if (attr_write_i64(s->file, "n_rows", 0) || attr_write_i64(s->file, "n_metrics", 0) ||
-        attr_write_str(s->file, "rows_sha256", hex) || H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) {
+    if (write_commit(s->file, 0, 0, s->chain) || H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) {
         h5errf(err, "%s: writing the row counters", path);
         goto fail;
     }
@@ -822,10 +911,13 @@ static int scan_file(hid_t file, hid_t mem_type, const char *path, int want_rows
         return -1;
     }
     free(fmt);
-    if (attr_read_i64(file, "n_rows", &sc->n_rows) || sc->n_rows < 0 ||
-        attr_read_i64(file, "n_metrics", &sc->n_metrics) || sc->n_metrics < 0)
-        return lm_errf(err, "%s: root attributes n_rows/n_metrics are missing or negative",
-                       path);
+    commit_rec cr;
+    if (read_commit(file, &cr) || cr.n_rows < 0 || cr.n_metrics < 0 ||
+        strspn(cr.rows_sha256, "0123456789abcdef") != 64)
+        return lm_errf(err, "%s: root attribute commit (n_rows, n_metrics, rows_sha256) is "
+                       "missing or malformed", path);
+    sc->n_rows = cr.n_rows;
+    sc->n_metrics = cr.n_metrics;
     hsize_t d[2];
     if ((sc->units = open_dataset(file, path, "units", 1, d, err)) < 0) return -1;
     sc->units_len = d[0];
@@ -859,11 +951,7 @@ static int scan_file(hid_t file, hid_t mem_type, const char *path, int want_rows
                        (unsigned long long)sc->names_len, (unsigned long long)c);
     if (read_names(sc, file, path, err)) return -1;
 
-    char *want = attr_read_text(file, "rows_sha256");
-    if (!want || strlen(want) != 64) {
-        free(want);
-        return lm_errf(err, "%s: root attribute rows_sha256 is missing or malformed", path);
-    }
+    const char *want = cr.rows_sha256;
     int rc = 0;
     if (want_rows && read_rows(sc, file, mem_type, path, err) == 0) {
         char got[65];
@@ -875,7 +963,6 @@ static int scan_file(hid_t file, hid_t mem_type, const char *path, int want_rows
     } else if (want_rows) {
         rc = -1;
     }
-    free(want);
     return rc;
 }
 
@@ -1253,17 +1340,17 @@ int rs_store_append(rs_store *s, const rs_row *row, lm_err *err) {
     }
     if (write_details(s, row, (int64_t)n, err)) goto out;
 
-    /* Commit. */
+    /* The row's data on disk first, then the record that commits it. */
+    if (s->flush_each && H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) {
+        h5errf(err, "%s: flushing to disk", s->path);
+        goto out;
+    }
     int changed = 0;
     if (note_row(s, row, &changed)) {
         lm_errf(err, "out of memory");
         goto out;
     }
-    char hex[65];
-    to_hex(next, hex);
-    if (attr_write_i64(s->file, "n_metrics", (int64_t)c) ||
-        attr_write_str(s->file, "rows_sha256", hex) ||
-        attr_write_i64(s->file, "n_rows", (int64_t)n + 1) ||
+    if (write_commit(s->file, (int64_t)n + 1, (int64_t)c, next) ||
         (changed && write_summary(s)) ||
         (!isnan(s->t_start) && attr_write_f64(s->file, "time_start", s->t_start)) ||
         (!isnan(s->t_end) && attr_write_f64(s->file, "time_end", s->t_end))) {
@@ -1290,7 +1377,7 @@ const char *rs_store_warning(const rs_store *s) { return s->warning[0] ? s->warn
 void rs_store_set_flush(rs_store *s, int each_row) { s->flush_each = each_row; }
 
 int rs_store_set_attr(rs_store *s, const char *name, const char *value, lm_err *err) {
-    static const char *reserved[] = {"format", "n_rows", "n_metrics", "rows_sha256"};
+    static const char *reserved[] = {"format", "commit"};
     for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
         if (strcmp(name, reserved[i]) == 0)
             return lm_errf(err, "%s: attribute %s is the store's own", s->path, name);

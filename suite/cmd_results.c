@@ -1,5 +1,6 @@
 /* smudge table / merge / plot / results: read result stores (results.h)
  * and turn them into leaderboards, merged files, charts or JSON lines. */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,10 +143,13 @@ int cmd_merge(int argc, char **argv) {
         fprintf(stderr, "smudge merge: %s\n", err.msg);
         return CLI_FAIL;
     }
-    char *rows = rs_store_read_attr(out, "n_rows", NULL);
-    fprintf(stderr, "smudge merge: %s rows from %d file%s into %s\n", rows ? rows : "?",
-            n_files, n_files == 1 ? "" : "s", out);
-    free(rows);
+    char *commit = rs_store_read_attr(out, "commit", NULL);
+    cJSON *c = commit ? cJSON_Parse(commit) : NULL;
+    cJSON *nr = cJSON_GetObjectItem(c, "n_rows");
+    fprintf(stderr, "smudge merge: %.0f rows from %d file%s into %s\n",
+            cJSON_IsNumber(nr) ? nr->valuedouble : -1.0, n_files, n_files == 1 ? "" : "s", out);
+    cJSON_Delete(c);
+    free(commit);
     return CLI_OK;
 }
 

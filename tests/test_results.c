@@ -176,8 +176,9 @@ static void test_round_trip(void) {
     for (int i = 0; i < 32; i++) sprintf(hex + 2 * i, "%02x", h[i]);
     CHECK(v && strcmp(v, hex) == 0, "grid_sha256 %s", v ? v : err.msg);
     free(v);
-    v = rs_store_read_attr(path, "n_rows", &err);
-    CHECK(v && strcmp(v, "6") == 0, "n_rows %s", v ? v : err.msg);
+    v = rs_store_read_attr(path, "commit", &err);
+    CHECK(v && strstr(v, "\"n_rows\":6,\"n_metrics\":3,\"rows_sha256\":\""), "commit %s",
+          v ? v : err.msg);
     free(v);
     v = rs_store_read_attr(path, "hosts", &err);
     CHECK(v && v[0] == '[', "hosts %s", v ? v : err.msg);
@@ -208,7 +209,7 @@ static void test_round_trip(void) {
             "u = f['units'][:]\n"
             "names = [n.decode() for n in f['metric_names'][:]]\n"
             "m = f['metrics'][:]\n"
-            "assert f.attrs['n_rows'] == 6 and f.attrs['git_commit'] == 'abc123'\n"
+            "assert f.attrs['commit']['n_rows'] == 6 and f.attrs['git_commit'] == 'abc123'\n"
             "assert list(u['unit_key']) == [b'unit-%d' % i for i in range(6)]\n"
             "assert u['status'][2] == b'failed' and u['seed'][5] == 5\n"
             "assert names[:2] == ['fsr', 'ppl'], names\n"
@@ -371,11 +372,16 @@ static void test_damage(void) {
     for (int delta = -1; delta <= 1; delta += 2) {
         copy_file(good, p);
         f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
-        hid_t at_ = H5Aopen(f, "n_rows", H5P_DEFAULT);
-        long long nr = 0;
-        H5Aread(at_, H5T_NATIVE_LLONG, &nr);
+        hid_t at_ = H5Aopen(f, "commit", H5P_DEFAULT), t = H5Aget_type(at_);
+        unsigned char rec[256] = {0};
+        size_t o = H5Tget_member_offset(t, (unsigned)H5Tget_member_index(t, "n_rows"));
+        int64_t nr;
+        H5Aread(at_, t, rec);
+        memcpy(&nr, rec + o, 8); /* stored little-endian, as this host */
         nr += delta;
-        H5Awrite(at_, H5T_NATIVE_LLONG, &nr);
+        memcpy(rec + o, &nr, 8);
+        H5Awrite(at_, t, rec);
+        H5Tclose(t);
         H5Aclose(at_);
         H5Fclose(f);
         memset(&err, 0, sizeof err);
