@@ -264,6 +264,19 @@ static void fact(const ds_world *w, ds_buf *b, const w_ent *e, int a, int v, int
     sentence(b, w_attrs[a].facts[ti], &s);
 }
 
+/* The template of a fact. A species opens with its plural ("Glagins eat
+ * nuts."), so the "they" of the next sentence has an antecedent and the
+ * plural a question may ask for is in the text. */
+static int pick_ti(lm_rng *r, const w_ent *e, int a, int first) {
+    const char *const *f = w_attrs[a].facts;
+    int n = n_strs(f);
+    if (!first || e->kind != W_SPECIES) return rnd(r, n);
+    int ok[W_MAX_TPL], k = 0;
+    for (int i = 0; i < n && k < W_MAX_TPL; i++)
+        if (strstr(f[i], "{S}") || strstr(f[i], "{pl}")) ok[k++] = i;
+    return k ? ok[rnd(r, k)] : rnd(r, n);
+}
+
 /* Sentences about e: attribute a (stated with value va) and n_extra other
  * attributes, in random order; the first names e, later ones use a pronoun
  * half of the time. Returns the template used for a. */
@@ -278,7 +291,7 @@ static int about(const ds_world *w, lm_rng *r, ds_buf *b, const w_ent *e, int a,
     shuffle(list, n_extra, r);
     for (int i = 0; i < n_extra; i++) {
         int at = list[i];
-        int ti = rnd(r, n_strs(w_attrs[at].facts));
+        int ti = pick_ti(r, e, at, i == 0);
         if (at == a) ti_a = ti;
         fact(w, b, e, at, at == a ? va : e->val[at], i > 0 && chance(r, 1, 2), ti);
     }
@@ -379,7 +392,7 @@ static void define_block(const ds_world *w, lm_rng *r, ds_buf *b, const w_ent *e
     shuffle(ord, 3, r);
     for (int i = 0; i < 3; i++)
         fact(w, b, e, ord[i], e->val[ord[i]], i > 0 && chance(r, 1, 2),
-             rnd(r, n_strs(w_attrs[ord[i]].facts)));
+             pick_ti(r, e, ord[i], i == 0));
     if (extra) {
         int at = chance(r, 1, 2) ? A_SP_COLOUR : A_SP_COVER;
         fact(w, b, e, at, e->val[at], 1, rnd(r, n_strs(w_attrs[at].facts)));
@@ -842,7 +855,7 @@ static void doc_profile(const ds_world *w, lm_rng *r, ds_buf *b) {
     int k = 2 + rnd(r, n - 1);
     for (int i = 0; i < k; i++)
         fact(w, b, e, list[i], e->val[list[i]], i > 0 && chance(r, 2, 3),
-             rnd(r, n_strs(w_attrs[list[i]].facts)));
+             pick_ti(r, e, list[i], i == 0));
     if (kind == W_PERSON) {
         if (e->friend_ >= 0 && chance(r, 1, 2)) {
             sep(b);
@@ -1051,7 +1064,7 @@ static void chat_attr(const ds_world *w, lm_rng *r, int type, ds_buf *q, ds_buf 
             about(w, r, a, e, at, v, 2 + rnd(r, 2));
             return;
         }
-        fact(w, a, e, at, v, 0, rnd(r, n_strs(w_attrs[at].facts)));
+        fact(w, a, e, at, v, 0, pick_ti(r, e, at, 1));
         if (chance(r, 1, 2)) {
             int other = random_attr(w, r, kind);
             if (other != at)
