@@ -82,6 +82,44 @@ static int find_merge(const lm_tokenizer *t, int32_t a, int32_t b) {
     }
 }
 
+static uint64_t bigram_key(uint32_t a, uint32_t b) {
+    return ((uint64_t)a << 32 | b) + 1;
+}
+
+static int has_bigram(const lm_tokenizer *t, uint64_t key) {
+    size_t i = hash_pair((int32_t)(key >> 32), (int32_t)key) & t->bigram_mask;
+    for (;; i = (i + 1) & t->bigram_mask) {
+        if (t->bigrams[i] == key) return 1;
+        if (t->bigrams[i] == 0) return 0;
+    }
+}
+
+/* Collects the character bigrams of every piece (SentencePiece family). */
+static int build_bigrams(lm_tokenizer *t, lm_err *err) {
+    size_t n = 0;
+    for (int id = 0; id < t->n_vocab; id++)
+        n += (size_t)t->piece_len[id];
+    size_t size = table_size(n + 1);
+    t->bigrams = calloc(size, sizeof *t->bigrams);
+    if (!t->bigrams) return lm_errf(err, "out of memory for the bigram table");
+    t->bigram_mask = size - 1;
+    for (int id = 0; id < t->n_vocab; id++) {
+        const char *p = t->text + t->piece_off[id];
+        size_t len = (size_t)t->piece_len[id], i = 0;
+        uint32_t prev = 0, cp;
+        for (int k = 0; i < len; k++, prev = cp) {
+            i += (size_t)lm_utf8_decode(p + i, len - i, &cp);
+            if (k == 0) continue;
+            uint64_t key = bigram_key(prev, cp);
+            size_t j = hash_pair((int32_t)(key >> 32), (int32_t)key) & t->bigram_mask;
+            while (t->bigrams[j] != 0 && t->bigrams[j] != key)
+                j = (j + 1) & t->bigram_mask;
+            t->bigrams[j] = key;
+        }
+    }
+    return 0;
+}
+
 /* --------------------------------------------------------------- building */
 
 int lm_tok_read_file(const char *path, char **buf, size_t *len, lm_err *err) {
@@ -134,6 +172,7 @@ void lm_tokenizer_free(lm_tokenizer *t) {
     free(t->merge_table);
     free(t->added);
     free(t->added_flags);
+    free(t->bigrams);
     memset(t, 0, sizeof *t);
 }
 
@@ -390,6 +429,8 @@ int lm_tok_build_end(lm_tokenizer *t, lm_err *err) {
             }
         }
     }
+
+    if (t->kind == LM_TOK_SPM_BPE && build_bigrams(t, err) != 0) return -1;
 
     /* Decoded bytes of every token: never longer than the piece. */
     t->dec = malloc(t->text_len + 1);
@@ -718,7 +759,10 @@ static int encode_byte_level(enc *e, const char *s, size_t n) {
 
 /* ----------------------------------------------------- SentencePiece family */
 
-/* One word (already normalized: spaces are "▁") through BPE on characters. */
+/* One word (already normalized: spaces are "▁") through BPE on characters.
+ * The word is cut into chunks wherever two neighbouring characters never
+ * sit side by side in a piece, or a character could not be spelled: no
+ * merge crosses such a place, so each chunk is merged on its own. */
 static int bpe_chars(enc *e, const char *w, size_t n) {
     const lm_tokenizer *t = e->t;
     if (t->ignore_merges) {
@@ -726,38 +770,52 @@ static int bpe_chars(enc *e, const char *w, size_t n) {
         if (id >= 0) return push_id(e, id);
     }
     e->nsyms = 0;
-    int pending_unk = 0; /* an unknown run waiting to be fused */
-    for (size_t i = 0; i < n;) {
+    int pending_unk = 0; /* the last symbol is an unknown run to fuse into */
+    int prev_fixed = 0;
+    uint32_t prev_cp = 0;
+    for (size_t i = 0, l; i < n; i += l) {
         uint32_t cp;
-        size_t l = (size_t)lm_utf8_decode(w + i, n - i, &cp);
+        l = (size_t)lm_utf8_decode(w + i, n - i, &cp);
         int id = lm_tokenizer_find(t, w + i, l);
         if (id >= 0 && t->merge_by_score && t->types[id] != LM_TOKEN_NORMAL &&
             t->types[id] != LM_TOKEN_USER)
             id = -1;
+        int bytes = id < 0 && t->byte_fallback;
+        for (size_t j = 0; bytes && j < l; j++)
+            bytes = t->byte_id[(unsigned char)w[i + j]] >= 0;
+        int unk = id < 0 && !bytes && t->unk_id >= 0;
+        if (id < 0 && !bytes && !unk) {
+            /* Dropped, as HF does without <unk>: its neighbours meet. A
+             * merge by score looks pieces up in the text, where they do
+             * not meet, so there the word is cut instead. */
+            if (t->merge_by_score && e->nsyms > 0) {
+                if (merge_and_emit(e, w) != 0) return -1;
+                e->nsyms = 0;
+            }
+            pending_unk = 0;
+            continue;
+        }
+        int fuse = unk && pending_unk && t->fuse_unk;
+        if (e->nsyms > 0 && !fuse &&
+            (id < 0 || prev_fixed || !has_bigram(t, bigram_key(prev_cp, cp)))) {
+            if (merge_and_emit(e, w) != 0) return -1;
+            e->nsyms = 0;
+        }
+        prev_cp = cp;
+        prev_fixed = id < 0;
+        pending_unk = unk;
         if (id >= 0) {
             if (add_sym(e, id, (int)i, (int)l, 0) != 0) return -1;
-            pending_unk = 0;
-        } else {
-            int all = t->byte_fallback;
-            for (size_t j = 0; all && j < l; j++)
-                all = t->byte_id[(unsigned char)w[i + j]] >= 0;
-            if (all) {
-                for (size_t j = 0; j < l; j++)
-                    if (add_sym(e, t->byte_id[(unsigned char)w[i + j]],
-                                (int)(i + j), 1, 1) != 0)
-                        return -1;
-                pending_unk = 0;
-            } else if (t->unk_id >= 0) {
-                if (pending_unk && t->fuse_unk) {
-                    e->syms[e->nsyms - 1].len += (int)l;
-                } else {
-                    if (add_sym(e, t->unk_id, (int)i, (int)l, 1) != 0)
-                        return -1;
-                    pending_unk = 1;
-                }
-            }
+        } else if (bytes) {
+            for (size_t j = 0; j < l; j++)
+                if (add_sym(e, t->byte_id[(unsigned char)w[i + j]], (int)(i + j), 1,
+                            1) != 0)
+                    return -1;
+        } else if (fuse) {
+            e->syms[e->nsyms - 1].len += (int)l;
+        } else if (add_sym(e, t->unk_id, (int)i, (int)l, 1) != 0) {
+            return -1;
         }
-        i += l;
     }
     return merge_and_emit(e, w);
 }

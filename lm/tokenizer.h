@@ -121,6 +121,15 @@ typedef struct lm_tokenizer {
     int use_regex;          /* HF ByteLevel use_regex (GPT-2 split) */
 
     int ignore_merges;      /* HF BPE: a word that is a piece is one token */
+
+    /* SentencePiece family: every pair of neighbouring characters that
+     * occurs inside some piece. No merge can join two characters that
+     * never sit side by side in a piece, so the text is cut there into
+     * independent chunks: the same result as one long word, but small
+     * heaps (with Llama's vocabulary, chunks are words). */
+    uint64_t *bigrams;      /* open addressing; 0 empty, keys are
+                               (a << 32 | b) + 1 */
+    size_t bigram_mask;
 } lm_tokenizer;
 
 enum {

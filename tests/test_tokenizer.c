@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "gguf.h"
 #include "tokenizer.h"
 #include "unicode.h"
 
@@ -819,10 +820,165 @@ static void test_gpt2_split(void) {
           lm_tok_byte_char(0xAD) == 0x143 && lm_tok_byte_char(0xFF) == 0xFF, "bytes_to_unicode");
 }
 
+/* A GGUF file in memory holding only tokenizer metadata. */
+typedef struct gbuf {
+    uint8_t *p;
+    size_t len, cap;
+    uint64_t n_kv;
+} gbuf;
+
+static void gput(gbuf *b, const void *src, size_t n) {
+    if (b->len + n > b->cap) {
+        b->cap = 2 * (b->len + n) + 256;
+        b->p = realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+static void gput_u32(gbuf *b, uint32_t v) { gput(b, &v, 4); }
+static void gput_u64(gbuf *b, uint64_t v) { gput(b, &v, 8); }
+static void gput_str(gbuf *b, const char *s) {
+    gput_u64(b, strlen(s));
+    gput(b, s, strlen(s));
+}
+static void gkey(gbuf *b, const char *k, uint32_t type) {
+    gput_str(b, k);
+    gput_u32(b, type);
+    b->n_kv++;
+}
+static void gkv_str(gbuf *b, const char *k, const char *v) {
+    gkey(b, k, LM_GGUF_STRING);
+    gput_str(b, v);
+}
+static void gkv_u32(gbuf *b, const char *k, uint32_t v) {
+    gkey(b, k, LM_GGUF_U32);
+    gput_u32(b, v);
+}
+static void gkv_strs(gbuf *b, const char *k, const char *const *v, int n) {
+    gkey(b, k, LM_GGUF_ARRAY);
+    gput_u32(b, LM_GGUF_STRING);
+    gput_u64(b, (uint64_t)n);
+    for (int i = 0; i < n; i++) gput_str(b, v[i]);
+}
+static void gkv_i32s(gbuf *b, const char *k, const int32_t *v, int n) {
+    gkey(b, k, LM_GGUF_ARRAY);
+    gput_u32(b, LM_GGUF_I32);
+    gput_u64(b, (uint64_t)n);
+    gput(b, v, (size_t)n * 4);
+}
+static void gkv_f32s(gbuf *b, const char *k, const float *v, int n) {
+    gkey(b, k, LM_GGUF_ARRAY);
+    gput_u32(b, LM_GGUF_F32);
+    gput_u64(b, (uint64_t)n);
+    gput(b, v, (size_t)n * 4);
+}
+/* Header (n_kv patched in) + padding to the data section. */
+static int gguf_tokenizer(lm_tokenizer *t, gbuf *kv, lm_err *err) {
+    gbuf f = {0};
+    gput(&f, "GGUF", 4);
+    gput_u32(&f, 3);
+    gput_u64(&f, 0);
+    gput_u64(&f, kv->n_kv);
+    gput(&f, kv->p, kv->len);
+    while (f.len % 32) gput(&f, "", 1);
+    lm_gguf g;
+    int rc = lm_gguf_parse(&g, f.p, f.len, err);
+    if (rc == 0) {
+        rc = lm_tokenizer_from_gguf(t, &g, err);
+        lm_gguf_close(&g);
+    }
+    free(f.p);
+    free(kv->p);
+    memset(kv, 0, sizeof *kv);
+    return rc;
+}
+
+/* Both GGUF tokenizer models, on the tiny vocabularies of the seeds. */
+static void test_gguf_synthetic(void) {
+    static const char *const bl[] = {"h", "e", "l", "o", "\xc4\xa0", "w", "r", "d", "he", "ll",
+                                     "hell", "hello", "\xc4\xa0w", "<|endoftext|>", "<mask>"};
+    static const char *const merges[] = {"h e", "l l", "he ll", "hell o", "\xc4\xa0 w"};
+    int32_t types[15];
+    for (int i = 0; i < 15; i++) types[i] = i == 13 ? LM_TOKEN_CONTROL : i == 14 ? LM_TOKEN_USER : 1;
+    gbuf kv = {0};
+    gkv_str(&kv, "tokenizer.ggml.model", "gpt2");
+    gkv_str(&kv, "tokenizer.ggml.pre", "gpt-2");
+    gkv_strs(&kv, "tokenizer.ggml.tokens", bl, 15);
+    gkv_i32s(&kv, "tokenizer.ggml.token_type", types, 15);
+    gkv_strs(&kv, "tokenizer.ggml.merges", merges, 5);
+    gkv_u32(&kv, "tokenizer.ggml.bos_token_id", 13);
+    gkv_u32(&kv, "tokenizer.ggml.eos_token_id", 13);
+    lm_tokenizer t;
+    lm_err err = {{0}};
+    if (gguf_tokenizer(&t, &kv, &err) != 0) {
+        CHECK(0, "gguf gpt2: %s", err.msg);
+    } else {
+        CHECK(t.kind == LM_TOK_BYTE_BPE && t.n_merges == 5 && t.bos_id == 13 && t.add_bos == 0,
+              "gguf gpt2: kind %d merges %d bos %d", t.kind, t.n_merges, t.bos_id);
+        int a[] = {11, 12, 3, 6, 2, 7, 13, 11, 14};
+        check_encode(&t, "gguf gpt2", "hello world<|endoftext|>hello<mask>", 35, LM_TOK_DEFAULT, a, 9);
+        check_decode(&t, "gguf gpt2", a, 9, 1, "hello worldhello<mask>");
+        lm_tokenizer_free(&t);
+    }
+
+    /* llama: the pieces, scores and types of tiny.bin. */
+    static const char *const sp[] = {"<unk>", "<s>", "</s>", "<0x0A>", "<0xC3>", "<0xA9>",
+                                     "\xe2\x96\x81", "h", "i", "\xe2\x96\x81h", "\xe2\x96\x81hi",
+                                     "t", "\xe2\x96\x81t", "e", "\xe2\x96\x81\xe2\x96\x81"};
+    float scores[15] = {0, 0, 0, 0, 0, 0, -1, -2, -3, -4, -5, -6, -7, -8, -9};
+    int32_t st[15] = {2, 3, 3, 6, 6, 6, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    gkv_str(&kv, "tokenizer.ggml.model", "llama");
+    gkv_strs(&kv, "tokenizer.ggml.tokens", sp, 15);
+    gkv_f32s(&kv, "tokenizer.ggml.scores", scores, 15);
+    gkv_i32s(&kv, "tokenizer.ggml.token_type", st, 15);
+    gkv_u32(&kv, "tokenizer.ggml.bos_token_id", 1);
+    gkv_u32(&kv, "tokenizer.ggml.eos_token_id", 2);
+    if (gguf_tokenizer(&t, &kv, &err) != 0) {
+        CHECK(0, "gguf llama: %s", err.msg);
+    } else {
+        CHECK(t.kind == LM_TOK_SPM_BPE && t.merge_by_score && t.add_bos == 1 && t.unk_id == 0,
+              "gguf llama");
+        int a[] = {1, 10, 12, 4, 5, 3};
+        check_encode(&t, "gguf llama", "hi t\xc3\xa9\n", 7, LM_TOK_DEFAULT, a, 6);
+        int b[] = {1, 6, 10, 2, 6, 0};
+        check_encode(&t, "gguf llama", " hi</s>x", 8, LM_TOK_DEFAULT, b, 6);
+        check_decode(&t, "gguf llama", a, 6, 1, "hi t\xc3\xa9\n");
+        lm_tokenizer_free(&t);
+    }
+
+    /* Refusals name the key. */
+    gkv_str(&kv, "tokenizer.ggml.model", "bert");
+    CHECK(gguf_tokenizer(&t, &kv, &err) != 0 && strstr(err.msg, "tokenizer.ggml.model"),
+          "gguf bert: %s", err.msg);
+    gkv_str(&kv, "tokenizer.ggml.model", "gpt2");
+    gkv_str(&kv, "tokenizer.ggml.pre", "llama3");
+    gkv_strs(&kv, "tokenizer.ggml.tokens", bl, 15);
+    CHECK(gguf_tokenizer(&t, &kv, &err) != 0 && strstr(err.msg, "tokenizer.ggml.pre"),
+          "gguf llama3 pre: %s", err.msg);
+    gkv_str(&kv, "tokenizer.ggml.model", "llama");
+    gkv_strs(&kv, "tokenizer.ggml.tokens", sp, 15);
+    gkv_f32s(&kv, "tokenizer.ggml.scores", scores, 14);
+    CHECK(gguf_tokenizer(&t, &kv, &err) != 0 && strstr(err.msg, "tokenizer.ggml.scores"),
+          "gguf short scores: %s", err.msg);
+    gkv_str(&kv, "tokenizer.ggml.model", "gpt2");
+    gkv_strs(&kv, "tokenizer.ggml.tokens", bl, 15);
+    static const char *const bad_merges[] = {"h e", "x y"};
+    gkv_strs(&kv, "tokenizer.ggml.merges", bad_merges, 2);
+    CHECK(gguf_tokenizer(&t, &kv, &err) != 0 && strstr(err.msg, "tokenizer.ggml.merges[1]"),
+          "gguf bad merge: %s", err.msg);
+    gkv_str(&kv, "tokenizer.ggml.model", "llama");
+    gkv_strs(&kv, "tokenizer.ggml.tokens", sp, 15);
+    gkv_f32s(&kv, "tokenizer.ggml.scores", scores, 15);
+    gkv_u32(&kv, "tokenizer.ggml.bos_token_id", 15);
+    CHECK(gguf_tokenizer(&t, &kv, &err) != 0 && strstr(err.msg, "bos_token_id"),
+          "gguf bos out of range: %s", err.msg);
+}
+
 int main(int argc, char **argv) {
     test_gpt2_split();
     test_tiny_json();
     test_malformed();
+    test_gguf_synthetic();
     const char *assets = check_assets();
     test_training(assets);
     if (assets) {
