@@ -206,7 +206,9 @@ int rs_store_close(rs_store *s, lm_err *err);
  * a malloc'd array; release with rs_rows_free. */
 int rs_store_read(const char *path, rs_row **rows, size_t *n, lm_err *err);
 void rs_rows_free(rs_row *rows, size_t n);
-/* The root attribute `name` as a malloc'd string (NULL + error if absent). */
+/* The root attribute `name` as a malloc'd string: strings as stored,
+ * numbers printed, the compound `commit` as a JSON object. NULL + error
+ * when absent. */
 char *rs_store_read_attr(const char *path, const char *name, lm_err *err);
 
 /* ---------------------------------------------------------------- merge */
@@ -217,11 +219,13 @@ char *rs_store_read_attr(const char *path, const char *name, lm_err *err);
 int rs_rows_latest(const rs_row *rows, size_t n, size_t **idx, size_t *n_idx,
                    lm_err *err);
 
-/* Merges shard files into out_path (written as out_path.tmp and renamed):
- * the rows rs_rows_latest picks across all inputs (an input listed later
- * wins ties), with the union of metric columns and their details. The
- * merged root records its inputs (merged_from: JSON array of
- * {path, n_rows, rows_sha256, provenance}).
+/* Merges shard files into out_path (written as out_path.tmp and renamed
+ * over out_path): the rows rs_rows_latest picks across all inputs (an input
+ * listed later wins ties), with the union of metric columns and their
+ * details. The merged root records its inputs (merged_from: JSON array of
+ * {path, n_rows, commit, created, smudge_version, git_commit, grid_sha256,
+ * hosts, slurm ids}) and keeps the first input's grid, version and commit
+ * (a differing grid_sha256 is reported in *warnings).
  * A damaged or unreadable input fails the merge, naming the file, unless
  * skip_bad is set: then it is left out and its path and reason are added to
  * *warnings (malloc'd, one line each; may be NULL when not wanted). Fails
