@@ -649,6 +649,23 @@ static void footnotes(FILE *f, const rs_pivot *p, rs_format fmt) {
 int rs_table(const rs_row *rows, size_t n, rs_format fmt, const char *metric, rs_layout layout,
              FILE *out, lm_err *err) {
     if (!metric || !*metric) return lm_errf(err, "no metric given");
+    int seen = 0;
+    for (size_t i = 0; i < n && !seen; i++) seen = !isnan(rs_row_metric(&rows[i], metric, NULL));
+    if (!seen && n > 0) {
+        /* Say which metrics there are: the likely mistake is the name. */
+        strs names = {0};
+        for (size_t i = 0; i < n; i++)
+            for (int k = 0; k < rows[i].n_metrics; k++)
+                if (strs_add(&names, rows[i].metrics[k].name)) break;
+        char list[512] = "";
+        size_t len = 0;
+        for (int k = 0; k < names.n && len + 80 < sizeof list; k++)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", k ? ", " : "",
+                                    names.v[k]);
+        free(names.v);
+        return lm_errf(err, "no row has metric '%s' (the rows have: %s)", metric,
+                       names.n ? list : "no metrics");
+    }
     rs_pivot p;
     if (rs_pivot_build(rows, n, metric, layout, 1, &p, err)) return -1;
     if (p.n_rows == 0 || p.n_cols == 0) {

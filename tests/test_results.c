@@ -605,6 +605,13 @@ static void test_tables(void) {
     CHECK(has(csv, "prune ratio=0.05,93.750,14.336,100.000,2,,,,0"), "csv methods row");
     free(csv);
 
+    /* A metric nobody has: the error lists the ones there are. */
+    lm_err me = {{0}};
+    FILE *null = fopen("/dev/null", "w");
+    CHECK(rs_table(r, (size_t)n, RS_FMT_MD, "bleu", RS_LAYOUT_STAGES, null, &me) < 0 &&
+          strstr(me.msg, "'bleu'") && strstr(me.msg, "ppl, fsr"), "%s", me.msg);
+    fclose(null);
+
     /* The same table from the rows written to a file and read back. */
     rs_store *st;
     lm_err e = {{0}};
