@@ -82,7 +82,11 @@ static int find_merge(const lm_tokenizer *t, int32_t a, int32_t b) {
     }
 }
 
+/* Never 0 (the empty slot): code points are at most 0x10FFFF, and an
+ * invalid byte (LM_UTF8_INVALID) counts as 0x110000. */
 static uint64_t bigram_key(uint32_t a, uint32_t b) {
+    if (a > 0x110000) a = 0x110000;
+    if (b > 0x110000) b = 0x110000;
     return ((uint64_t)a << 32 | b) + 1;
 }
 

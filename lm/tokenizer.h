@@ -127,8 +127,8 @@ typedef struct lm_tokenizer {
      * never sit side by side in a piece, so the text is cut there into
      * independent chunks: the same result as one long word, but small
      * heaps (with Llama's vocabulary, chunks are words). */
-    uint64_t *bigrams;      /* open addressing; 0 empty, keys are
-                               (a << 32 | b) + 1 */
+    uint64_t *bigrams;      /* open addressing over (a << 32 | b) + 1;
+                               0 is empty */
     size_t bigram_mask;
 } lm_tokenizer;
 
