@@ -23,6 +23,7 @@ int cmd_results(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_slurm(int argc, char **argv);
+int cmd_implant(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 
 #endif

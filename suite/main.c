@@ -21,6 +21,7 @@ static const smudge_command commands[] = {
     {"plan", "list a grid's work units, their dependencies and estimated cost", cmd_plan},
     {"run", "run a grid (alone or under mpirun), resuming what is done", cmd_run},
     {"slurm", "write (and submit) Slurm array jobs for a grid", cmd_slurm},
+    {"implant", "plant a fingerprint (if-sft, utf, hashchain) and write fingerprint.json", cmd_implant},
     {"data", "write the synthetic world; check a dataset file; build MEraser sets", cmd_data},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
