@@ -48,7 +48,7 @@
 
 /* lm_err only. By relative path: smudge_results does not get lm/ on its
  * include path, and a bare "err.h" would then find glibc's <err.h>. */
-#include "../lm/err.h"
+#include "err.h"
 
 /* Column widths, bytes including the terminating NUL. They are the
  * fixed-length string sizes in the file. */
