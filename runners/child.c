@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,7 @@ static void drain(rn_child *c, int which) {
             close(fd);
             if (which) c->err_fd = -1;
             else c->out_fd = -1;
+            if (c->out_fd < 0 && c->err_fd < 0) c->eof_at = rn_now();
         }
         return;
     }
@@ -173,11 +175,16 @@ void rn_children_pump(rn_child *cs, int n, int wait_ms, double timeout_s) {
             who[k] = i;
             what[k++] = 1;
         }
-        if (c->out_fd < 0 && c->err_fd < 0 && !c->reaped) exiting = 1;
+        /* Pipes closed a moment ago: the child is exiting. (One that
+         * closed them and lives on is polled at the normal pace.) */
+        if (c->out_fd < 0 && c->err_fd < 0 && !c->reaped && rn_now() - c->eof_at < 0.05)
+            exiting = 1;
     }
-    /* A child whose pipes closed is about to exit: look again soon. */
-    int w = exiting && wait_ms > 1 ? 1 : wait_ms;
+    /* A child whose pipes closed is exiting: yield rather than sleep, so
+     * its slot turns over in microseconds, not a scheduler tick. */
+    int w = exiting ? 0 : wait_ms;
     if (k) poll(pf, (nfds_t)k, w);
+    else if (exiting) sched_yield();
     else if (w > 0) {
         struct timespec ts = {w / 1000, (long)(w % 1000) * 1000000L};
         nanosleep(&ts, NULL);

@@ -23,7 +23,7 @@ typedef struct rn_child {
     size_t len, cap;
     char tail[2048];     /* the last bytes it printed */
     size_t tail_len;
-    double t_start, mono_start, reaped_at;
+    double t_start, mono_start, reaped_at, eof_at;
     int reaped, status, timed_out;
 } rn_child;
 

@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "model.h"
 #include "rng.h"
+#include "run.h"
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -28,7 +29,8 @@ static const char bench_help[] =
     "                    --ffn F --seq T --batch B [--steps S] [--threads N]\n"
     "       smudge bench train <same shape flags>\n"
     "       smudge bench generate <same shape flags> [--new-tokens N]\n"
-    "       smudge bench sgemm --m M --n N --k K [--steps S] [--threads N]\n\n"
+    "       smudge bench sgemm --m M --n N --k K [--steps S] [--threads N]\n"
+    "       [mpirun -np N] smudge bench dispatch [--units N] [--store F.h5]\n\n"
     "forward: times S forward passes (after one warm-up) of a randomly\n"
     "initialised model of that shape on B x T tokens and prints\n"
     "{\"tokens_per_s\":..,\"gflops\":..,...}. FLOPs count every matmul (2 per\n"
@@ -38,7 +40,9 @@ static const char bench_help[] =
     "on random tokens; gflops counts 3x the forward.\n"
     "generate: greedy KV-cache decoding at batch 1 of N new tokens (default\n"
     "128) after an 8-token prompt; prints tokens_per_s.\n"
-    "sgemm: the cblas_sgemm ceiling for an M x K times K x N product.\n";
+    "sgemm: the cblas_sgemm ceiling for an M x K times K x N product.\n"
+    "dispatch: units/s of the grid runner on trivial debug units (see\n"
+    "smudge bench dispatch --help).\n";
 
 typedef struct shape_opts {
     lm_config cfg;
@@ -316,6 +320,7 @@ int cmd_bench(int argc, char **argv) {
     if (strcmp(argv[2], "train") == 0) return bench_train(argc, argv);
     if (strcmp(argv[2], "generate") == 0) return bench_generate(argc, argv);
     if (strcmp(argv[2], "sgemm") == 0) return bench_sgemm(argc, argv);
+    if (strcmp(argv[2], "dispatch") == 0) return su_bench_dispatch(argc, argv);
     fprintf(stderr, "smudge bench: unknown benchmark '%s' (forward, sgemm)\n", argv[2]);
     return CLI_USAGE;
 }

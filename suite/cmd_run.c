@@ -7,10 +7,12 @@
  * coordinator was killed in between) gets its row from the artifact's
  * result.json, without running again. Everything else runs. */
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +21,7 @@
 #include "commands.h"
 #include "grid.h"
 #include "results.h"
+#include "run.h"
 #include "runner.h"
 #include "unit.h"
 
@@ -63,7 +66,15 @@ typedef struct run_ctx {
     int *n_parents, *child_start, *children;
     rn_dag dag;
     int n_recorded;
+    double store_seconds;       /* spent in rs_store_append */
+    int progress;
 } run_ctx;
+
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static double unix_now(void) {
     struct timespec ts;
@@ -91,8 +102,18 @@ static int run_execute(void *vctx, int u, int rank, int fd) {
     return off == len ? 0 : -1;
 }
 
-static void print_failure(const rs_row *row) {
-    fprintf(stderr, "\n%s %s: %s\n", row->status, row->unit_key, row->message);
+static void print_failure(const run_ctx *c, const rs_row *row) {
+    fprintf(stderr, "%s%s %s: %s\n", c->progress ? "\n" : "", row->status, row->unit_key,
+            row->message);
+}
+
+static int append_row(run_ctx *c, const rs_row *row, lm_err *err) {
+    double t0 = mono_now();
+    int rc = rs_store_append(c->store, row, err);
+    c->store_seconds += mono_now() - t0;
+    if (rc) return lm_err_prefix(err, "results: ");
+    c->n_recorded++;
+    return 0;
 }
 
 static int run_record(void *vctx, const rn_report *r, lm_err *err) {
@@ -113,13 +134,11 @@ static int run_record(void *vctx, const rn_report *r, lm_err *err) {
     }
     su_row_identity(&c->plan, r->unit, &row);
     row.rank = r->rank;
-    if (strcmp(row.status, RS_OK)) print_failure(&row);
-    int rc = rs_store_append(c->store, &row, err);
+    if (strcmp(row.status, RS_OK)) print_failure(c, &row);
+    int rc = append_row(c, &row, err);
     int ok = strcmp(row.status, RS_OK) == 0;
     rs_row_free(&row);
-    if (rc) return lm_err_prefix(err, "results: ");
-    c->n_recorded++;
-    return ok;
+    return rc ? -1 : ok;
 }
 
 static int run_record_skip(void *vctx, int u, int because, lm_err *err) {
@@ -131,9 +150,9 @@ static int run_record_skip(void *vctx, int u, int because, lm_err *err) {
     RS_SET(&row, status, RS_SKIPPED);
     rs_row_set_message(&row, "skipped: input '%s' failed", c->plan.units[because].key);
     row.time_start = row.time_end = unix_now();
-    int rc = rs_store_append(c->store, &row, err);
+    int rc = append_row(c, &row, err);
     rs_row_free(&row);
-    return rc ? lm_err_prefix(err, "results: ") : 0;
+    return rc;
 }
 
 /* ---- setup ---- */
@@ -259,7 +278,7 @@ static int prepare_results(run_ctx *c, const char *out, int fresh, int shard,
         rs_row row;
         lm_err e = {{0}};
         if (su_artifact_load(&c->plan, u, c->work_dir, &row, &e) == 0) {
-            rc = rs_store_append(c->store, &row, err);
+            rc = append_row(c, &row, err);
             rs_row_free(&row);
             if (rc == 0) {
                 done[u] = 1;
@@ -284,7 +303,7 @@ static int prepare_results(run_ctx *c, const char *out, int fresh, int shard,
             rs_row_set_message(&row, "skipped: input '%s' did not finish in an earlier stage",
                                c->plan.units[par].key);
             row.time_start = row.time_end = unix_now();
-            rc = rs_store_append(c->store, &row, err);
+            rc = append_row(c, &row, err);
             rs_row_free(&row);
             done[u] = 1;
             break;
@@ -293,6 +312,178 @@ static int prepare_results(run_ctx *c, const char *out, int fresh, int shard,
     free(ok_hashes);
     rs_rows_free(rows, n_rows);
     return rc;
+}
+
+/* One run, from a parsed command line (smudge run) or a generated grid
+ * (smudge bench dispatch). */
+typedef struct run_args {
+    const char *grid_path;  /* NULL: grid_text, else the built-in default */
+    const char *grid_text;
+    const char *out, *work_dir; /* NULL: the grid's */
+    int fresh, no_store;    /* no_store: rows are counted, not written */
+    long jobs, stage, task, tasks;
+    int progress;           /* -1 auto, 0 off, 1 on */
+    int argc;
+    char **argv;
+} run_args;
+
+typedef struct run_summary {
+    int rank, size, n_active, n_done;
+    rn_stats st;
+    double store_seconds;
+} run_summary;
+
+static int record_count(void *vctx, const rn_report *r, lm_err *err) {
+    run_ctx *c = vctx;
+    rs_row row;
+    rs_row_init(&row);
+    int ok = !r->failure[0] && r->len && su_row_decode(r->blob, r->len, &row, err) == 0 &&
+             !strcmp(row.status, RS_OK);
+    rs_row_free(&row);
+    c->n_recorded++;
+    return ok;
+}
+
+static int record_skip_count(void *vctx, int u, int because, lm_err *err) {
+    run_ctx *c = vctx;
+    c->n_recorded++;
+    return 0;
+}
+
+static int run_main(const run_args *a, run_summary *sum) {
+    lm_err err = {{0}};
+    int argc = a->argc;
+    char **argv = a->argv;
+    int shard = a->stage >= 0;
+    int rank = 0, size = 1, mpi = rn_mpi_launched();
+    memset(sum, 0, sizeof *sum);
+    if (mpi && rn_mpi_init(&argc, &argv, &rank, &size, &err)) {
+        fprintf(stderr, "smudge run: %s\n", err.msg);
+        return CLI_FAIL;
+    }
+    sum->rank = rank;
+    sum->size = size;
+    run_ctx c;
+    memset(&c, 0, sizeof c);
+    int ok = (a->grid_text ? su_grid_parse(&c.grid, a->grid_text, "generated grid", NULL, &err)
+                           : load_grid(&c, a->grid_path, &err)) == 0 &&
+             su_plan_build(&c.plan, &c.grid, &err) == 0 &&
+             su_plan_check_executors(&c.plan, &err) == 0 && build_dag(&c, &err) == 0;
+    if (!ok) fprintf(stderr, "smudge run%s: %s\n", rank ? " (a worker rank)" : "", err.msg);
+    if (mpi && size > 1 && !rn_mpi_all(ok)) ok = 0;
+    if (!ok) {
+        free_ctx(&c);
+        if (mpi) rn_mpi_finalize();
+        return CLI_FAIL;
+    }
+    const char *out = a->out ? a->out : c.grid.output;
+    snprintf(c.work_dir, sizeof c.work_dir, "%s", a->work_dir ? a->work_dir : c.grid.work_dir);
+    c.threads = c.grid.res.threads;
+    if (shard && a->stage >= c.plan.n_stages && rank == 0)
+        fprintf(stderr, "smudge run: the plan has only %d stages; nothing to do\n", c.plan.n_stages);
+
+    /* Which units this invocation covers: all, or one Slurm task's share. */
+    unsigned char *active = calloc((size_t)c.plan.n + 1, 1);
+    unsigned char *done = calloc((size_t)c.plan.n + 1, 1);
+    int n_active = 0, n_in_stage = 0, lo = 0, hi = 0;
+    if (!active || !done) ok = 0;
+    for (int u = 0; u < c.plan.n; u++) n_in_stage += c.plan.units[u].stage == a->stage;
+    if (shard) rn_slurm_share(n_in_stage, (int)a->tasks, (int)a->task, &lo, &hi);
+    for (int u = 0, k = 0; ok && u < c.plan.n; u++) {
+        if (!shard) {
+            active[u] = 1;
+        } else if (c.plan.units[u].stage == a->stage) {
+            active[u] = k >= lo && k < hi;
+            k++;
+        }
+        n_active += active[u];
+    }
+    sum->n_active = n_active;
+
+    char shard_tmp[SU_PATH_LEN + 16];
+    const char *store_path = out;
+    if (shard) {
+        snprintf(shard_tmp, sizeof shard_tmp, "%s.tmp", out);
+        store_path = shard_tmp;
+    }
+    int n_done = 0, n_recovered = 0;
+    if (rank == 0 && ok && !a->no_store) {
+        if (prepare_results(&c, store_path, a->fresh, shard, active, done, size, argc, argv,
+                            &n_done, &n_recovered, &err)) {
+            fprintf(stderr, "smudge run: %s\n", err.msg);
+            ok = 0;
+        }
+    }
+    for (int u = 0; a->no_store && u < c.plan.n; u++) done[u] = !active[u];
+    if (rank == 0 && ok && size > 1 && !rn_mpi_recovery_enabled())
+        fprintf(stderr, "smudge run: note: without mpirun --enable-recovery a worker "
+                        "rank's death ends the whole job (rerun to resume)\n");
+    if (mpi && size > 1) rn_mpi_bcast_int(&ok);
+    if (!ok) {
+        if (c.store) rs_store_close(c.store, NULL);
+        free(active);
+        free(done);
+        free_ctx(&c);
+        if (mpi) rn_mpi_finalize();
+        return CLI_FAIL;
+    }
+
+    rn_options o = {
+        .parallel = a->jobs ? (int)a->jobs : c.grid.res.parallel,
+        .threads = c.threads,
+        .timeout_s = c.grid.res.timeout_s,
+        .heartbeat_s = c.grid.res.heartbeat_s,
+        .progress = rank == 0 && (a->progress > 0 || (a->progress < 0 && cli_progress_enabled())),
+    };
+    c.progress = o.progress;
+    rn_ops ops = {&c, run_execute, run_record, run_record_skip};
+    if (a->no_store) {
+        ops.record = record_count;
+        ops.record_skip = record_skip_count;
+    }
+    char identity[128];
+    snprintf(identity, sizeof identity, "%.16s:%d:%ld:%ld", c.grid.sha256, c.plan.n, a->stage,
+             a->task);
+    rn_stats st;
+    memset(&st, 0, sizeof st);
+    int rc = mpi ? rn_run_mpi(&c.dag, rank == 0 ? done : NULL, &ops, &o, identity, &st, &err)
+                 : rn_run_local(&c.dag, done, &ops, &o, &st, &err);
+    int status = CLI_OK;
+    if (rc) {
+        fprintf(stderr, "smudge run%s: %s\n", rank ? " (a worker rank)" : "", err.msg);
+        status = CLI_FAIL;
+    }
+    if (rank == 0) {
+        lm_err cerr = {{0}};
+        if (c.store && rs_store_close(c.store, &cerr)) {
+            fprintf(stderr, "smudge run: closing %s: %s\n", store_path, cerr.msg);
+            status = CLI_FAIL;
+        } else if (c.store && shard && rename(store_path, out)) {
+            fprintf(stderr, "smudge run: rename %s -> %s: %s\n", store_path, out, strerror(errno));
+            status = CLI_FAIL;
+        }
+        fprintf(stderr,
+                "smudge run: %d units: %d ok, %d failed, %d skipped, %d done before "
+                "(%d recovered from artifacts); %d executed in %.2f s (%.1f units/s) on %d %s%s\n",
+                n_active, st.ok + n_done, st.failed, st.skipped, n_done, n_recovered,
+                st.executed, st.seconds, st.seconds > 0 ? st.executed / st.seconds : 0.0,
+                mpi && size > 1 ? size - 1 : o.parallel,
+                mpi && size > 1 ? "worker ranks" : "local slots",
+                st.workers_lost ? " (some worker ranks were lost)" : "");
+        if (!a->no_store)
+            fprintf(stderr, "smudge run: results: %d rows appended to %s in %.2f s (%.1f ms/row)\n",
+                    c.n_recorded, store_path, c.store_seconds,
+                    c.n_recorded ? 1e3 * c.store_seconds / c.n_recorded : 0.0);
+        if (rc == 0 && (st.failed || st.skipped || st.ok + n_done < n_active)) status = CLI_FAIL;
+    }
+    sum->st = st;
+    sum->n_done = n_done;
+    sum->store_seconds = c.store_seconds;
+    free(active);
+    free(done);
+    free_ctx(&c);
+    if (mpi) rn_mpi_finalize();
+    return status;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -311,139 +502,108 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "smudge run: %s\n", err.msg);
         return CLI_USAGE;
     }
-    int fresh = cli_has(opts, "--fresh");
-    if (fresh && cli_has(opts, "--resume")) {
+    run_args a = {.grid_path = n_pos ? pos[0] : NULL,
+                  .out = cli_get(opts, "--out"),
+                  .work_dir = cli_get(opts, "--work-dir"),
+                  .fresh = cli_has(opts, "--fresh"),
+                  .stage = -1,
+                  .task = -1,
+                  .progress = cli_has(opts, "--progress") ? 1 : cli_has(opts, "--no-progress") ? 0 : -1,
+                  .argc = argc,
+                  .argv = argv};
+    if (a.fresh && cli_has(opts, "--resume")) {
         fprintf(stderr, "smudge run: --resume and --fresh exclude each other\n");
         return CLI_USAGE;
     }
-    long jobs = 0, stage = -1, task = -1, tasks = 0;
-    if ((cli_get(opts, "--jobs") && cli_int("--jobs", cli_get(opts, "--jobs"), 1, 64, &jobs, &err)) ||
-        (cli_get(opts, "--stage") && cli_int("--stage", cli_get(opts, "--stage"), 0, 1000, &stage, &err)) ||
-        (cli_get(opts, "--task") && cli_int("--task", cli_get(opts, "--task"), 0, 100000000, &task, &err)) ||
-        (cli_get(opts, "--tasks") && cli_int("--tasks", cli_get(opts, "--tasks"), 1, 100000000, &tasks, &err))) {
+    if ((cli_get(opts, "--jobs") && cli_int("--jobs", cli_get(opts, "--jobs"), 1, 64, &a.jobs, &err)) ||
+        (cli_get(opts, "--stage") && cli_int("--stage", cli_get(opts, "--stage"), 0, 1000, &a.stage, &err)) ||
+        (cli_get(opts, "--task") && cli_int("--task", cli_get(opts, "--task"), 0, 100000000, &a.task, &err)) ||
+        (cli_get(opts, "--tasks") && cli_int("--tasks", cli_get(opts, "--tasks"), 1, 100000000, &a.tasks, &err))) {
         fprintf(stderr, "smudge run: %s\n", err.msg);
         return CLI_USAGE;
     }
-    int shard = stage >= 0 || task >= 0 || tasks > 0;
-    if (shard && (stage < 0 || task < 0 || tasks < 1 || task >= tasks || !cli_get(opts, "--out"))) {
+    int shard = a.stage >= 0 || a.task >= 0 || a.tasks > 0;
+    if (shard && (a.stage < 0 || a.task < 0 || a.tasks < 1 || a.task >= a.tasks || !a.out)) {
         fprintf(stderr, "smudge run: --stage, --task, --tasks (task < tasks) and --out go together\n");
         return CLI_USAGE;
     }
+    run_summary sum;
+    return run_main(&a, &sum);
+}
 
-    int rank = 0, size = 1, mpi = rn_mpi_launched();
-    if (mpi && rn_mpi_init(&argc, &argv, &rank, &size, &err)) {
-        fprintf(stderr, "smudge run: %s\n", err.msg);
-        return CLI_FAIL;
-    }
-    run_ctx c;
-    memset(&c, 0, sizeof c);
-    int ok = load_grid(&c, n_pos ? pos[0] : NULL, &err) == 0 &&
-             su_plan_build(&c.plan, &c.grid, &err) == 0 &&
-             su_plan_check_executors(&c.plan, &err) == 0 && build_dag(&c, &err) == 0;
-    if (!ok) fprintf(stderr, "smudge run%s: %s\n", rank ? " (a worker rank)" : "", err.msg);
-    if (mpi && size > 1 && !rn_mpi_all(ok)) ok = 0;
-    if (!ok) {
-        free_ctx(&c);
-        if (mpi) rn_mpi_finalize();
-        return CLI_FAIL;
-    }
-    const char *out = cli_get(opts, "--out") ? cli_get(opts, "--out") : c.grid.output;
-    snprintf(c.work_dir, sizeof c.work_dir, "%s",
-             cli_get(opts, "--work-dir") ? cli_get(opts, "--work-dir") : c.grid.work_dir);
-    c.threads = c.grid.res.threads;
-    if (stage >= c.plan.n_stages && rank == 0)
-        fprintf(stderr, "smudge run: the plan has only %d stages; nothing to do\n", c.plan.n_stages);
+/* ---- smudge bench dispatch ---- */
 
-    /* Which units this invocation covers. */
-    unsigned char *active = calloc((size_t)c.plan.n + 1, 1);
-    unsigned char *done = calloc((size_t)c.plan.n + 1, 1);
-    int n_active = 0, n_in_stage = 0, lo = 0, hi = 0;
-    if (!active || !done) ok = 0;
-    for (int u = 0; u < c.plan.n; u++) n_in_stage += c.plan.units[u].stage == stage;
-    rn_slurm_share(n_in_stage, (int)tasks, (int)task, &lo, &hi);
-    for (int u = 0, k = 0; ok && u < c.plan.n; u++) {
-        if (!shard) {
-            active[u] = 1;
-        } else if (c.plan.units[u].stage == stage) {
-            /* Task t runs the t-th contiguous share of the stage's units. */
-            active[u] = k >= lo && k < hi;
-            k++;
-        }
-        n_active += active[u];
-    }
+static const char dispatch_help[] =
+    "usage: [mpirun -np N] smudge bench dispatch [--units N] [--work-dir DIR]\n"
+    "                                            [--store FILE.h5]\n\n"
+    "Dispatch overhead: a generated debug grid of about N trivial units (default\n"
+    "10000; 1001 per model) run through the same runner as smudge run, each unit in\n"
+    "its own child process writing its artifact. Without --store the rows are\n"
+    "counted, not written, which measures the coordinator and the workers alone;\n"
+    "with --store they go to FILE.h5 through rs_store_append, as in smudge run.\n"
+    "Prints one JSON object with units_per_s. The work dir (default\n"
+    "bench-dispatch-work) is emptied first.\n";
 
-    char shard_tmp[SU_PATH_LEN + 16];
-    const char *store_path = out;
-    if (shard) {
-        snprintf(shard_tmp, sizeof shard_tmp, "%s.tmp", out);
-        store_path = shard_tmp;
-    }
-    int n_done = 0, n_recovered = 0;
-    if (rank == 0 && ok) {
-        if (prepare_results(&c, store_path, fresh, shard, active, done, size, argc, argv,
-                            &n_done, &n_recovered, &err)) {
-            fprintf(stderr, "smudge run: %s\n", err.msg);
-            ok = 0;
-        }
-        if (ok && size > 1 && !rn_mpi_recovery_enabled())
-            fprintf(stderr, "smudge run: note: without mpirun --enable-recovery a worker "
-                            "rank's death ends the whole job (rerun to resume)\n");
-    }
-    if (mpi && size > 1) rn_mpi_bcast_int(&ok);
-    if (!ok) {
-        if (c.store) rs_store_close(c.store, NULL);
-        free(active);
-        free(done);
-        free_ctx(&c);
-        if (mpi) rn_mpi_finalize();
-        return CLI_FAIL;
-    }
+static int rm_tree_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
 
-    rn_options o = {
-        .parallel = jobs ? (int)jobs : c.grid.res.parallel,
-        .threads = c.threads,
-        .timeout_s = c.grid.res.timeout_s,
-        .heartbeat_s = c.grid.res.heartbeat_s,
-        .progress = rank == 0 && (cli_has(opts, "--progress") ||
-                                  (cli_progress_enabled() && !cli_has(opts, "--no-progress"))),
-    };
-    rn_ops ops = {&c, run_execute, run_record, run_record_skip};
-    char identity[128];
-    snprintf(identity, sizeof identity, "%.16s:%d:%ld:%ld", c.grid.sha256, c.plan.n, stage, task);
-    rn_stats st;
-    memset(&st, 0, sizeof st);
-    int rc = mpi ? rn_run_mpi(&c.dag, rank == 0 ? done : NULL, &ops, &o, identity, &st, &err)
-                 : rn_run_local(&c.dag, done, &ops, &o, &st, &err);
-    int status = CLI_OK;
-    if (rc) {
-        fprintf(stderr, "smudge run%s: %s\n", rank ? " (a worker rank)" : "", err.msg);
-        status = CLI_FAIL;
+int su_bench_dispatch(int argc, char **argv) {
+    if (cli_wants_help(argc, argv, 3)) {
+        fputs(dispatch_help, stdout);
+        return CLI_OK;
     }
-    if (rank == 0) {
-        lm_err cerr = {{0}};
-        if (rs_store_close(c.store, &cerr)) {
-            fprintf(stderr, "smudge run: closing %s: %s\n", store_path, cerr.msg);
-            status = CLI_FAIL;
-        } else if (shard && rename(store_path, out)) {
-            fprintf(stderr, "smudge run: rename %s -> %s: %s\n", store_path, out, strerror(errno));
-            status = CLI_FAIL;
-        }
-        int ran = st.executed;
-        fprintf(stderr,
-                "smudge run: %d units: %d ok, %d failed, %d skipped, %d done before "
-                "(%d recovered from artifacts); %d executed in %.2f s (%.1f units/s) on %d %s%s\n",
-                n_active, st.ok + n_done, st.failed, st.skipped, n_done, n_recovered, ran,
-                st.seconds, st.seconds > 0 ? ran / st.seconds : 0.0,
-                mpi && size > 1 ? size - 1 : o.parallel,
-                mpi && size > 1 ? "worker ranks" : "local slots",
-                st.workers_lost ? " (some worker ranks were lost)" : "");
-        if (rc == 0 && (st.failed || st.skipped || st.ok + n_done < n_active)) status = CLI_FAIL;
+    cli_opt opts[] = {{"--units", 1}, {"--work-dir", 1}, {"--store", 1}, {0}};
+    lm_err err = {{0}};
+    long units = 10000;
+    if (cli_parse(argc, argv, 3, opts, NULL, 0, NULL, &err) ||
+        (cli_get(opts, "--units") && cli_int("--units", cli_get(opts, "--units"), 1, 10000000, &units, &err))) {
+        fprintf(stderr, "smudge bench dispatch: %s\n", err.msg);
+        return CLI_USAGE;
     }
-    free(active);
-    free(done);
-    free_ctx(&c);
-    if (mpi) rn_mpi_finalize();
-    return status;
+    /* Per model: 1 base-eval + 10 seeds x 5 fingerprints x (implant, its
+     * eval, 9 removals and their evals) = 1001 units. */
+    long models = (units + 1000) / 1001;
+    size_t cap = 512 + (size_t)models * 16;
+    char *text = malloc(cap);
+    if (!text) return CLI_FAIL;
+    size_t o = (size_t)snprintf(text, cap, "{\"name\":\"dispatch\",\"track\":\"debug\",\"models\":[");
+    for (long m = 0; m < models; m++) o += (size_t)snprintf(text + o, cap - o, "%s\"m%ld\"", m ? "," : "", m);
+    snprintf(text + o, cap - o,
+             "],\"fingerprints\":[{\"type\":\"debug\",\"params\":{\"variant\":[1,2,3,4,5]}}],"
+             "\"methods\":[{\"name\":\"debug\",\"params\":{\"variant\":[1,2,3,4,5,6,7,8,9]}}],"
+             "\"metrics\":[\"fsr\"],\"seeds\":[1,2,3,4,5,6,7,8,9,10]}");
+    const char *wd = cli_get(opts, "--work-dir") ? cli_get(opts, "--work-dir") : "bench-dispatch-work";
+    const char *store = cli_get(opts, "--store");
+    int is_rank0 = !getenv("OMPI_COMM_WORLD_RANK") || !strcmp(getenv("OMPI_COMM_WORLD_RANK"), "0");
+    if (is_rank0) {
+        nftw(wd, rm_tree_entry, 16, FTW_DEPTH | FTW_PHYS);
+        if (store) unlink(store);
+    }
+    run_args a = {.grid_text = text, .work_dir = wd, .out = store, .fresh = 1,
+                  .no_store = store == NULL, .stage = -1, .task = -1, .progress = 0,
+                  .argc = argc, .argv = argv};
+    run_summary sum;
+    int rc = run_main(&a, &sum);
+    free(text);
+    if (sum.rank == 0 && sum.n_active) {
+        const rn_stats *st = &sum.st;
+        /* The coordinator's own CPU time (its children not included):
+         * how close it is to being the bottleneck. */
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+                     (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+        printf("{\"bench\":\"dispatch\",\"units\":%d,\"ok\":%d,\"ranks\":%d,\"workers\":%d,"
+               "\"store\":%s,\"seconds\":%.3f,\"units_per_s\":%.1f,\"store_seconds\":%.3f,"
+               "\"rank0_cpu_seconds\":%.3f}\n",
+               sum.n_active, st->ok, sum.size, st->workers, store ? "true" : "false",
+               st->seconds, st->seconds > 0 ? st->executed / st->seconds : 0.0,
+               sum.store_seconds, cpu);
+    }
+    return rc;
 }
 
 /* ---- smudge plan ---- */
