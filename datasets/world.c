@@ -264,16 +264,17 @@ static void fact(const ds_world *w, ds_buf *b, const w_ent *e, int a, int v, int
     sentence(b, w_attrs[a].facts[ti], &s);
 }
 
-/* The template of a fact. A species opens with its plural ("Glagins eat
- * nuts."), so the "they" of the next sentence has an antecedent and the
- * plural a question may ask for is in the text. */
+/* The template of a fact. A species opens with its plural in the middle
+ * of the sentence ("You can find glagins in the forest."), so the "they"
+ * of the next sentence has an antecedent and the plural a question may ask
+ * for is in the text exactly as an answer would write it. */
 static int pick_ti(lm_rng *r, const w_ent *e, int a, int first) {
     const char *const *f = w_attrs[a].facts;
     int n = n_strs(f);
     if (!first || e->kind != W_SPECIES) return rnd(r, n);
     int ok[W_MAX_TPL], k = 0;
     for (int i = 0; i < n && k < W_MAX_TPL; i++)
-        if (strstr(f[i], "{S}") || strstr(f[i], "{pl}")) ok[k++] = i;
+        if (strstr(f[i], "{pl}")) ok[k++] = i;
     return k ? ok[rnd(r, k)] : rnd(r, n);
 }
 
@@ -354,8 +355,8 @@ static int sciq_attr(const ds_world *w, lm_rng *r, int split, item_bufs *x) {
     int a = random_attr(w, r, kind);
     int cls = w_attrs[a].cls;
     if (n_values(w, cls, split) < 4) return -1;
-    const w_ent *e2 = chance(r, 1, 3) ? rival(w, r, e, a) : NULL;
-    int n_extra = 1 + rnd(r, 3);
+    const w_ent *e2 = chance(r, 1, 4) ? rival(w, r, e, a) : NULL;
+    int n_extra = rnd(r, 3);
     if (e2 && chance(r, 1, 2)) {
         about(w, r, &x->s, e2, a, e2->val[a], rnd(r, 2));
         about(w, r, &x->s, e, a, e->val[a], n_extra);
@@ -520,7 +521,7 @@ static int gen_boolq(const ds_world *w, lm_rng *r, int split, int label, ds_buf 
     ds_buf p = {0}, q = {0};
     const w_ent *e;
     int a, v, ti;
-    int rc = passage_and_value(w, r, split, label, 3, 1 + rnd(r, 3), &p, &e, &a, &v, &ti);
+    int rc = passage_and_value(w, r, split, label, 4, rnd(r, 3), &p, &e, &a, &v, &ti);
     if (rc == 0) {
         slots s = {0};
         vtxt t;
@@ -977,9 +978,76 @@ static int doc_task(const ds_world *w, lm_rng *r, int task, ds_buf *b) {
     return 0;
 }
 
+/* A reading exercise: a short passage about a train entity, then two to
+ * four questions on it in the harness styles of SciQ ("Question: q\nAnswer:
+ * v"), BoolQ ("Question: q?\nAnswer: yes") and RTE ("Question: s True or
+ * False?\nAnswer: True"). The same fact is often asked with its true and a
+ * false value, so what decides the answer is the passage. */
+static void doc_read(const ds_world *w, lm_rng *r, ds_buf *b) {
+    int kind = random_kind(r);
+    const w_ent *e = random_ent(w, r, DS_SPLIT_TRAIN, kind);
+    int list[W_MAX_ATTRS], n = w->n_attrs_of[kind];
+    memcpy(list, w->attrs_of[kind], (size_t)n * sizeof *list);
+    shuffle(list, n, r);
+    int k = 1 + rnd(r, n < 4 ? n : 4);
+    const w_ent *e2 = chance(r, 1, 4) ? rival(w, r, e, list[0]) : NULL;
+    int e2_first = e2 && chance(r, 1, 2);
+    if (e2_first) fact(w, b, e2, list[0], e2->val[list[0]], 0, pick_ti(r, e2, list[0], 1));
+    int tis[W_MAX_ATTRS];
+    for (int i = 0; i < k; i++) {
+        tis[i] = pick_ti(r, e, list[i], i == 0);
+        fact(w, b, e, list[i], e->val[list[i]], i > 0 && chance(r, 1, 2), tis[i]);
+    }
+    if (e2 && !e2_first) fact(w, b, e2, list[0], e2->val[list[0]], 0, pick_ti(r, e2, list[0], 1));
+    ds_buf passage = {0};
+    ds_buf_puts(&passage, ds_buf_cstr(b) ? b->p : "");
+    int nq = 2 + rnd(r, 3), asked[8][3], n_asked = 0;
+    for (int q = 0; q < nq; q++) {
+        int i = rnd(r, k), a = list[i], cls = w_attrs[a].cls, v = e->val[a];
+        int style = rnd(r, 3), yes = chance(r, 1, 2);
+        int qv = v;
+        if (style && !yes) {
+            qv = e2 && i == 0 && chance(r, 1, 2)
+                     ? e2->val[a]
+                     : other_value(w, r, cls, DS_SPLIT_TRAIN, &v, 1, passage.p);
+            if (qv < 0) continue;
+        }
+        int again = 0; /* never the same question twice */
+        for (int j = 0; j < n_asked; j++)
+            again |= asked[j][0] == a && asked[j][1] == style && asked[j][2] == qv;
+        if (again) continue;
+        asked[n_asked][0] = a;
+        asked[n_asked][1] = style;
+        asked[n_asked++][2] = qv;
+        slots s = {0};
+        vtxt t;
+        ent_slots(e, 0, &s);
+        val_slots(w, cls, qv, &t, &s);
+        ds_buf_puts(b, "\nQuestion: ");
+        if (style == 0) {
+            sentence(b, pick_s(r, w_attrs[a].questions), &s);
+            ds_buf_puts(b, "\nAnswer: ");
+            ds_buf_puts(b, value_str(w, cls, v));
+        } else if (style == 1) {
+            render(b, pick_s(r, w_attrs[a].yesno), &s);
+            ds_buf_puts(b, yes ? "?\nAnswer: yes" : "?\nAnswer: no");
+        } else {
+            int nt = n_strs(w_attrs[a].facts);
+            size_t st = b->n;
+            fact(w, b, e, a, qv, 0, nt > 1 ? (tis[i] + 1 + rnd(r, nt - 1)) % nt : 0);
+            if (b->n > st && b->p[st] == ' ') { /* fact() may lead with a space */
+                memmove(b->p + st, b->p + st + 1, b->n - st);
+                b->n--;
+            }
+            ds_buf_puts(b, yes ? " True or False?\nAnswer: True" : " True or False?\nAnswer: False");
+        }
+    }
+    ds_buf_free(&passage);
+}
+
 /* One document of the mixture; weights are per document. */
 static int doc(const ds_world *w, lm_rng *r, ds_buf *b) {
-    static const int weight[] = {18, 14, 10, 4, 2, 14, 11, 9, 8, 9};
+    static const int weight[] = {14, 12, 10, 4, 2, 8, 8, 6, 8, 8, 24};
     int total = 0;
     for (size_t i = 0; i < sizeof weight / sizeof *weight; i++) total += weight[i];
     int x = rnd(r, total), k = 0;
@@ -994,7 +1062,8 @@ static int doc(const ds_world *w, lm_rng *r, ds_buf *b) {
     case 6: return doc_task(w, r, T_BOOLQ, b);
     case 7: return doc_task(w, r, T_RTE, b);
     case 8: return doc_task(w, r, T_COPA, b);
-    default: return doc_task(w, r, T_WSC, b);
+    case 9: return doc_task(w, r, T_WSC, b);
+    default: doc_read(w, r, b); return 0;
     }
 }
 

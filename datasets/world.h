@@ -48,7 +48,7 @@
 
 /* Bumped whenever the generator's output changes for a given seed, so
  * caches keyed on (seed, version) rebuild. */
-#define DS_WORLD_VERSION 1
+#define DS_WORLD_VERSION 2
 
 enum { DS_SPLIT_TRAIN, DS_SPLIT_VALID, DS_SPLIT_TEST, DS_SPLITS };
 

@@ -68,7 +68,8 @@ const w_attr w_attrs[] = {
      STRS("does {name} like to eat {v}", "is {v} the favourite food of {name}")},
     /* ---- animal species ---- */
     {W_SPECIES, WC_SIZE,
-     STRS("{S} are {v} animals.", "A {sg} is {a_v} animal.", "{S} are quite {v}."),
+     STRS("{S} are {v} animals.", "A {sg} is {a_v} animal.", "{S} are quite {v}.",
+          "All {pl} are {v} animals."),
      STRS("How big are {pl}?", "What size is a {sg}?", "How big is a {sg}?"),
      STRS("are {pl} {v} animals", "is a {sg} {a_v} animal")},
     {W_SPECIES, WC_COLOUR,
@@ -88,7 +89,7 @@ const w_attr w_attrs[] = {
      STRS("do {pl} eat {v}", "does the {sg} feed on {v}")},
     {W_SPECIES, WC_COVER,
      STRS("{S} are covered in {v}.", "{S} have {v} on their bodies.",
-          "The body of a {sg} is covered with {v}."),
+          "The body of a {sg} is covered with {v}.", "All {pl} are covered in {v}."),
      STRS("What covers the body of a {sg}?", "What are {pl} covered in?",
           "How can you tell a {sg} by its body?"),
      STRS("are {pl} covered in {v}", "does a {sg} have {v} on its body")},

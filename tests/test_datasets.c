@@ -15,6 +15,15 @@
 
 static char tmpdir[256];
 
+/* xorshift for the mutation test */
+typedef uint64_t mut_rng;
+static uint64_t rng_next(mut_rng *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
 /* CHECK that also returns the condition, for "if it loaded, look inside". */
 static int check_ok_(int ok, const char *msg, int line) {
     CHECK(ok, "line %d: %s", line, msg);
@@ -599,6 +608,66 @@ out:
     ds_world_free(w);
 }
 
+/* ---- mutated inputs never crash ------------------------------------------
+ * Truncations, flipped bytes and spliced structure through every format:
+ * each load either succeeds or fails with a message (run under ASan to see
+ * memory errors). */
+static void test_mutations(const char *assets) {
+    static const char *seeds[] = {
+        "[\n {\"question\": \"q\", \"distractor1\": \"a\", \"distractor2\": \"b\", \"distractor3\": \"c\", "
+        "\"correct_answer\": \"d\", \"support\": \"s\"},\n {\"question\": \"q2\", \"distractor1\": \"a\", "
+        "\"distractor2\": \"b\", \"distractor3\": \"c\", \"correct_answer\": \"d\"}\n]\n",
+        "{\"text\": \"Tom saw Ann because she was there.\", \"target\": {\"span2_index\": 4, \"span1_index\": 2, "
+        "\"span1_text\": \"Ann\", \"span2_text\": \"she\"}, \"idx\": 0, \"label\": true}\n",
+        "{\"premise\": \"It rained.\", \"choice1\": \"A.\", \"choice2\": \"B.\", \"question\": \"cause\", \"label\": 1, \"idx\": 0}\n",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n",
+        "{\"text\": \"### Human: hi ### Assistant: yo ### Human: and? ### Assistant: so\"}\n",
+        "### Human: a\n### Assistant: b\n",
+        "[{\"id\": 1, \"question\": \"How?\", \"mismatched_answer\": \"x\", \"original_q_type\": \"how\", "
+        "\"answer_from_type\": \"why\", \"q_idx\": 3, \"a_idx\": 4}]",
+    };
+    mut_rng r = 12345;
+    int loads = 0, ok = 0;
+    for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++) {
+        size_t n = strlen(seeds[s]);
+        char *buf = malloc(n + 64);
+        for (int it = 0; it < 400; it++) {
+            memcpy(buf, seeds[s], n);
+            size_t m = n;
+            int kind = (int)(rng_next(&r) % 4);
+            if (kind == 0) m = rng_next(&r) % (n + 1);                      /* truncate */
+            else if (kind == 1) buf[rng_next(&r) % n] = (char)rng_next(&r); /* flip a byte */
+            else if (kind == 2) {                                           /* structural byte */
+                static const char sp[] = "{}[]\",:\\\n\x80\xff 0";
+                buf[rng_next(&r) % n] = sp[rng_next(&r) % (sizeof sp - 1)];
+            } else {                                                        /* duplicate a chunk */
+                size_t a = rng_next(&r) % n, len = rng_next(&r) % 32;
+                if (a + len > n) len = n - a;
+                if (m + len <= n + 64) { memmove(buf + a + len, buf + a, n - a); m += len; }
+            }
+            for (int f = 1; f < DS_FMT_COUNT; f++) {
+                ds_dataset ds;
+                lm_err err = {{0}};
+                int rc = ds_load_buffer("mut", buf, m, (ds_format)f, &ds, &err);
+                loads++;
+                if (rc == 0) {
+                    ok++;
+                    ds_free(&ds);
+                } else if (!err.msg[0]) {
+                    CHECK(0, "a failed load left no message (format %s)", ds_format_name((ds_format)f));
+                }
+                if (ds_check("/nonexistent/x", (ds_format)f, &ds, &err) == 0) ds_free(&ds);
+            }
+            ds_format g;
+            lm_err err = {{0}};
+            ds_guess_format_buffer("mut", buf, m, &g, &err);
+        }
+        free(buf);
+    }
+    CHECK(loads > 1000 && ok > 0, "mutations: %d loads, %d ok", loads, ok);
+    (void)assets;
+}
+
 /* ---- bad options --------------------------------------------------------- */
 
 static void test_world_opts(void) {
@@ -627,6 +696,7 @@ int main(void) {
     else fprintf(stderr, "note: SMUDGE_ASSETS/data absent, real-sample checks skipped\n");
     test_corrupt(assets);
     test_qtypes();
+    test_mutations(assets);
     test_world();
     test_world_opts();
     char cmd[600];
