@@ -78,6 +78,8 @@ int rn_mpi_recovery_enabled(void) {
     return v && (!strcmp(v, "1") || !strcmp(v, "true"));
 }
 
+int rn_mpi_by_mpirun(void) { return getenv("OMPI_MCA_orte_hnp_uri") != NULL; }
+
 /* Sends and waits, but not forever: a dead peer never completes a large
  * (rendezvous) send. Returns 0, or -1 after timeout_s. */
 static int send_bounded(const void *buf, int len, int dest, int tag, double timeout_s) {

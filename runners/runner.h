@@ -90,6 +90,8 @@ void rn_mpi_bcast_int(int *flag);
 /* 1 when Open MPI was told to survive a rank's death
  * (mpirun --enable-recovery / OMPI_MCA_orte_enable_recovery=1). */
 int rn_mpi_recovery_enabled(void);
+/* 1 when started by Open MPI's mpirun (not srun's direct launch). */
+int rn_mpi_by_mpirun(void);
 
 /* Collective over MPI_COMM_WORLD: rank 0 coordinates (done and ops->record
  * are used there only), every other rank works. `identity` (e.g. the grid

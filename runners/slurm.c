@@ -161,30 +161,23 @@ static int sb_printf(strbuf *b, const char *fmt, ...) {
     return 0;
 }
 
-/* Shell-quotes s ('...' with embedded quotes escaped). */
-static void shq(const char *s, char *out, size_t cap) {
-    size_t o = 0;
-    if (cap < 3) return;
-    out[o++] = '\'';
-    for (; *s && o + 6 < cap; s++) {
-        if (*s == '\'') {
-            memcpy(out + o, "'\\''", 4);
-            o += 4;
-        } else {
-            out[o++] = *s;
-        }
-    }
-    out[o++] = '\'';
-    out[o] = '\0';
+/* Paths go into #SBATCH lines (not shell-parsed) and commands alike, so
+ * they must need no quoting. */
+static int plain_path(const char *what, const char *p, lm_err *err) {
+    for (const char *c = p; *c; c++)
+        if (*c == ' ' || *c == '\t' || *c == '\n' || *c == '\'' || *c == '"' || *c == '$' ||
+            *c == '`' || *c == '\\' || *c == ';' || *c == '&' || *c == '|' || *c == '*' ||
+            *c == '?' || *c == '%')
+            return lm_errf(err, "%s '%s' contains '%c'; Slurm scripts need plain paths",
+                           what, p, *c);
+    return 0;
 }
 
 int rn_slurm_write(const rn_slurm_job *job, lm_err *err) {
-    char q_smudge[4200], q_grid[4200], q_work[4200], q_out[4200], q_res[4200];
-    shq(job->smudge, q_smudge, sizeof q_smudge);
-    shq(job->grid, q_grid, sizeof q_grid);
-    shq(job->work_dir, q_work, sizeof q_work);
-    shq(job->out_dir, q_out, sizeof q_out);
-    shq(job->results, q_res, sizeof q_res);
+    if (plain_path("out dir", job->out_dir, err) || plain_path("smudge", job->smudge, err) ||
+        plain_path("grid", job->grid, err) || plain_path("work dir", job->work_dir, err) ||
+        plain_path("results", job->results, err) || plain_path("name", job->name, err))
+        return -1;
     char part[256] = "", time_line[128] = "", ranks[16], threads[16], n_stages[16];
     if (job->partition && job->partition[0])
         snprintf(part, sizeof part, "#SBATCH --partition=%s", job->partition);
@@ -213,8 +206,8 @@ int rn_slurm_write(const rn_slurm_job *job, lm_err *err) {
                       {"N_STAGES", n_stages},       {"TASKS", tasks},
                       {"RANKS", ranks},             {"THREADS", threads},
                       {"PARTITION_LINE", part},     {"TIME_LINE", time_line},
-                      {"OUT_DIR", q_out},           {"SMUDGE", q_smudge},
-                      {"GRID", q_grid},             {"WORK_DIR", q_work},
+                      {"OUT_DIR", job->out_dir},           {"SMUDGE", job->smudge},
+                      {"GRID", job->grid},             {"WORK_DIR", job->work_dir},
                       {"LAUNCH", launch}};
         snprintf(tpl, sizeof tpl, "%s/stage.sbatch", job->template_dir);
         char *text = rn_template_fill(tpl, kv, (int)(sizeof kv / sizeof kv[0]), err);
@@ -239,8 +232,8 @@ int rn_slurm_write(const rn_slurm_job *job, lm_err *err) {
             return lm_errf(err, "out of memory");
         }
     }
-    rn_kv mkv[] = {{"NAME", job->name},      {"OUT_DIR", q_out},
-                   {"SMUDGE", q_smudge},     {"RESULTS", q_res},
+    rn_kv mkv[] = {{"NAME", job->name},      {"OUT_DIR", job->out_dir},
+                   {"SMUDGE", job->smudge},     {"RESULTS", job->results},
                    {"PARTITION_LINE", part}, {"TIME_LINE", time_line},
                    {"SUBMIT_LINES", sub.s}};
     const char *files[] = {"merge.sbatch", "submit.sh"};

@@ -415,7 +415,7 @@ static int run_main(const run_args *a, run_summary *sum) {
         }
     }
     for (int u = 0; a->no_store && u < c.plan.n; u++) done[u] = !active[u];
-    if (rank == 0 && ok && size > 1 && !rn_mpi_recovery_enabled())
+    if (rank == 0 && ok && size > 1 && rn_mpi_by_mpirun() && !rn_mpi_recovery_enabled())
         fprintf(stderr, "smudge run: note: without mpirun --enable-recovery a worker "
                         "rank's death ends the whole job (rerun to resume)\n");
     if (mpi && size > 1) rn_mpi_bcast_int(&ok);
