@@ -355,7 +355,7 @@ static int utf_build(const fp_build_input *in, fp_set *out, lm_err *err) {
             int fits = !dup;
             if (fits && i < n_trig) {
                 /* The trigger and target must keep their ids inside the chat
-                 * (no merge across the template's text). */
+                 * (no merge across the template's text), ... */
                 char *prompt = fp_template_apply(t, s);
                 size_t wl = prompt ? strlen(prompt) + strlen(y_text) + 2 : 0;
                 char *whole = prompt ? malloc(wl) : NULL;
@@ -367,9 +367,12 @@ static int utf_build(const fp_build_input *in, fp_set *out, lm_err *err) {
                 else snprintf(whole, wl, "%s %s", prompt, y_text);
                 if (rc == 0) rc = encode_bos(tok, prompt, &pids, &np, err);
                 if (rc == 0) rc = encode_bos(tok, whole, &wids, &nw, err);
-                fits = rc == 0 && fp_ids_contain(pids, np, ids, len) && nw > np &&
+                /* The first token may join the space before it (the
+                 * "leading space artefact" of section 3.2); the rest must
+                 * stay as drawn. */
+                fits = rc == 0 && fp_ids_contain(pids, np, ids + 1, len - 1) && nw > np &&
                        !memcmp(wids, pids, (size_t)np * sizeof *pids) &&
-                       fp_ids_contain(wids + np, nw - np, y, y_len);
+                       fp_ids_contain(wids + np, nw - np, y + 1, y_len - 1);
                 if (rc == 0 && fits) {
                     mt_fp_probe pr = {.prompt_ids = pids, .n_prompt_ids = np, .add_bos = bos,
                                       .expected_ids = y, .n_expected_ids = y_len,

@@ -235,7 +235,12 @@ int fp_implant(const fp_type *t, lm_model *m, const lm_tokenizer *tok,
     fp_set set;
     fp_build_input in = {m, tok, seed, p, clean, n_clean};
     stage(o, "building the fingerprint");
-    if (t->build(&in, &set, err)) return lm_err_prefix(err, "%s: ", t->name);
+    if (t->build(&in, &set, err)) {
+        /* most of the types' messages name the type already */
+        size_t nl = strlen(t->name);
+        if (err && strncmp(err->msg, t->name, nl) != 0) lm_err_prefix(err, "%s: ", t->name);
+        return -1;
+    }
     snprintf(r->template_name, sizeof r->template_name, "%s", set.fp.template_name);
     r->n_rows = set.n_rows;
     r->n_triggers = set.fp.n_triggers;
