@@ -16,6 +16,8 @@ int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_zoo(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_table(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_plot(int argc, char **argv);

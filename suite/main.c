@@ -14,6 +14,8 @@ static const smudge_command commands[] = {
     {"tokenize", "text to token ids with a model's tokenizer", cmd_tokenize},
     {"generate", "continue a prompt (greedy or sampled, KV cache)", cmd_generate},
     {"train", "fine-tune on prompt/response pairs (LoRA or full)", cmd_train},
+    {"zoo", "the tiny model zoo of the embedded default: list, build, path", cmd_zoo},
+    {"eval", "measure a model: FSR/FTR, perplexity, SciQ and SuperGLUE accuracy", cmd_eval},
     {"table", "leaderboard table from a results file (md, csv, latex)", cmd_table},
     {"merge", "merge result shards into one file", cmd_merge},
     {"plot", "SVG bar chart of FSR and perplexity per method", cmd_plot},
