@@ -22,10 +22,12 @@
  * the committed artifacts. Workers give up when the coordinator has been
  * silent for 3 heartbeats. */
 #include <mpi.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -58,11 +60,33 @@ int rn_mpi_init(int *argc, char ***argv, int *rank, int *size, lm_err *err) {
     return 0;
 }
 
-void rn_mpi_finalize(void) {
+/* The exit status a hung MPI_Finalize leaves with (set just before it). */
+static volatile sig_atomic_t finalize_status;
+static void finalize_timeout(int sig) {
+    (void)sig;
+    static const char msg[] = "smudge: MPI_Finalize did not return in 30 s (a rank died?); "
+                              "leaving without it\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+    _exit(finalize_status);
+}
+
+void rn_mpi_finalize(int ranks_lost, int status) {
     int init = 0, fin = 0;
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
-    if (init && !fin) MPI_Finalize();
+    if (!init || fin) return;
+    fflush(NULL);
+    if (ranks_lost) return; /* finalize would wait for the dead */
+    finalize_status = status;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = finalize_timeout;
+    sigaction(SIGALRM, &sa, &old);
+    alarm(30);
+    MPI_Finalize();
+    alarm(0);
+    sigaction(SIGALRM, &old, NULL);
 }
 
 int rn_mpi_all(int ok) {
@@ -104,7 +128,7 @@ static int send_bounded(const void *buf, int len, int dest, int tag, double time
 /* ---------------------------------------------------------------- worker */
 
 static int worker(int rank, const rn_ops *ops, const rn_options *opt,
-                  const char *identity, lm_err *err) {
+                  const char *identity, rn_stats *stats, lm_err *err) {
     double hb = opt->heartbeat_s > 0 ? opt->heartbeat_s : 60;
     hello_msg h;
     memset(&h, 0, sizeof h);
@@ -113,7 +137,7 @@ static int worker(int rank, const rn_ops *ops, const rn_options *opt,
     if (send_bounded(&h, sizeof h, 0, TAG_HELLO, 3 * hb))
         return lm_errf(err, "rank %d: cannot reach the coordinator", rank);
     int *queue = NULL, qhead = 0, qlen = 0, qcap = 0;
-    int stop = 0, rc = 0, lvl = 0;
+    int stop = 0, rc = 0, lvl = 0, lost = 0;
     double last_from_coord = rn_now(), last_beat = 0;
     rn_child c;
     memset(&c, 0, sizeof c);
@@ -142,6 +166,7 @@ static int worker(int rank, const rn_ops *ops, const rn_options *opt,
             int k = count > 0 ? rbuf[0] : 0;
             if (k <= 0 || k > count - 1) {
                 stop = 1;
+                if (k == 0 && count >= 2 && rbuf[1]) lost = 1;
                 if (c.pid) rn_child_kill(&c); /* stop means now */
                 continue;
             }
@@ -231,6 +256,8 @@ out:
     if (c.pid) rn_child_kill(&c);
     free(queue);
     free(rbuf);
+    /* Coordinator gone or ranks lost: finalize would hang. */
+    if (lost || rc) stats->workers_lost = 1;
     return rc;
 }
 
@@ -271,8 +298,9 @@ static int post_ints(worker_state *w, int rank, int tag, const int *v, int n) {
     return 0;
 }
 
-/* Tells a worker to stop, once; never waits on a dead one. */
-static void stop_worker(worker_state *w, int rank) {
+/* Tells a worker to stop, once, and whether ranks were lost (then nobody
+ * calls MPI_Finalize); never waits on a dead one. */
+static void stop_worker(worker_state *w, int rank, int lost) {
     if (w->stopped) return;
     if (w->sending && w->alive) {
         double t0 = rn_now();
@@ -285,8 +313,8 @@ static void stop_worker(worker_state *w, int rank) {
         w->sendbuf = NULL; /* leaked on purpose: MPI may still own it */
         w->sendcap = 0;
     }
-    int zero = 0;
-    post_ints(w, rank, TAG_WORK, &zero, 1);
+    int stop[2] = {0, lost};
+    post_ints(w, rank, TAG_WORK, stop, 2);
     w->stopped = 1;
 }
 
@@ -369,7 +397,7 @@ static int coordinator(int size, const rn_dag *dag, const unsigned char *done,
             worker_state *w = &ws[src];
             w->last_heard = rn_now();
             if (!w->alive) {
-                stop_worker(w, src); /* declared dead, came back: release it */
+                stop_worker(w, src, 1); /* declared dead, came back: release it */
                 continue;
             }
             if (st.MPI_TAG == TAG_HELLO && count == (int)sizeof(hello_msg)) {
@@ -493,7 +521,7 @@ static int coordinator(int size, const rn_dag *dag, const unsigned char *done,
         else rn_backoff(&lvl);
     }
     rn_sched_draw(&s, 1);
-    for (int r = 1; r < size; r++) stop_worker(&ws[r], r);
+    for (int r = 1; r < size; r++) stop_worker(&ws[r], r, stats->workers_lost > 0);
     /* Let the stop messages to live workers go out. */
     double tw = rn_now();
     for (int r = 1; r < size; r++)
@@ -521,5 +549,5 @@ int rn_run_mpi(const rn_dag *dag, const unsigned char *done, const rn_ops *ops,
     if (size == 1) return rn_run_local(dag, done, ops, opt, stats, err);
     if (rank == 0) return coordinator(size, dag, done, ops, opt, identity, stats, err);
     memset(stats, 0, sizeof *stats);
-    return worker(rank, ops, opt, identity, err);
+    return worker(rank, ops, opt, identity, stats, err);
 }

@@ -82,7 +82,13 @@ int rn_run_local(const rn_dag *dag, const unsigned char *done, const rn_ops *ops
 /* 1 when this process was started by mpirun/mpiexec/srun with MPI. */
 int rn_mpi_launched(void);
 int rn_mpi_init(int *argc, char ***argv, int *rank, int *size, lm_err *err);
-void rn_mpi_finalize(void);
+/* MPI_Finalize, unless a rank was lost (stats.workers_lost, known to every
+ * survivor): Open MPI 4.1's finalize then waits forever for the dead rank,
+ * so the survivors leave without it (mpirun --enable-recovery accepts
+ * that). A finalize that hangs anyway (a rank died unnoticed while idle)
+ * ends the process with `status` after 30 s. Call after everything is
+ * written. */
+void rn_mpi_finalize(int ranks_lost, int status);
 /* Every rank's vote: 1 when all ranks passed ok != 0. */
 int rn_mpi_all(int ok);
 /* Rank 0's value of *flag to every rank. */

@@ -373,7 +373,7 @@ static int run_main(const run_args *a, run_summary *sum) {
     if (mpi && size > 1 && !rn_mpi_all(ok)) ok = 0;
     if (!ok) {
         free_ctx(&c);
-        if (mpi) rn_mpi_finalize();
+        if (mpi) rn_mpi_finalize(0, CLI_FAIL);
         return CLI_FAIL;
     }
     const char *out = a->out ? a->out : c.grid.output;
@@ -424,7 +424,7 @@ static int run_main(const run_args *a, run_summary *sum) {
         free(active);
         free(done);
         free_ctx(&c);
-        if (mpi) rn_mpi_finalize();
+        if (mpi) rn_mpi_finalize(0, CLI_FAIL);
         return CLI_FAIL;
     }
 
@@ -482,7 +482,7 @@ static int run_main(const run_args *a, run_summary *sum) {
     free(active);
     free(done);
     free_ctx(&c);
-    if (mpi) rn_mpi_finalize();
+    if (mpi) rn_mpi_finalize(st.workers_lost, status);
     return status;
 }
 
