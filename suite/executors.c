@@ -25,6 +25,7 @@
 
 #include "backend.h"
 #include "unit.h"
+#include "zoo.h"
 
 /* ---- the debug track ---- */
 
@@ -153,15 +154,14 @@ static int debug_run(const su_exec *x, rs_row *row, lm_err *err) {
 
 static int implant_run(const su_exec *x, rs_row *row, lm_err *err) {
     const su_grid *g = x->plan->grid;
-    const su_model *mo = &g->models[x->unit->model];
     const su_fingerprint *f = &g->fps[x->unit->fp];
     if (strcmp(f->type, "none") != 0)
         return lm_errf(err, "fingerprint type '%s' has no implant executor yet", f->type);
-    if (!mo->is_path)
-        return lm_errf(err, "zoo model '%s': the zoo is not built yet", mo->label);
+    char path[SU_PATH_LEN];
+    if (su_model_path(g, x->unit->model, x->threads, path, sizeof path, err)) return -1;
     /* "none": the fingerprinted model is the base model itself; refer to
      * it rather than copy it. */
-    return su_artifact_ref_model(x->out_dir, mo->spec, err);
+    return su_artifact_ref_model(x->out_dir, path, err);
 }
 
 typedef struct remove_report {
@@ -310,13 +310,15 @@ const char *su_metric_list(void) {
     return "fsr, ftr, ppl, ppl_ref, copa, rte, wsc, boolq, sciq, asr";
 }
 
-/* The model zoo: empty until the zoo module lands. */
-static const char *const zoo[] = {NULL};
-
-int su_zoo_known(const char *name) {
-    for (int i = 0; zoo[i]; i++)
-        if (!strcmp(zoo[i], name)) return 1;
-    return 0;
+int su_model_path(const su_grid *g, int model, int threads, char *out, size_t cap,
+                  lm_err *err) {
+    const su_model *mo = &g->models[model];
+    if (mo->is_path) {
+        snprintf(out, cap, "%s", mo->spec);
+        return 0;
+    }
+    const su_recipe *r = su_zoo_find(mo->spec);
+    if (!r) return lm_errf(err, "model '%s' is neither a path nor a zoo recipe", mo->spec);
+    if (su_zoo_build(r, NULL, 0, threads, NULL, err)) return lm_err_prefix(err, "zoo %s: ", r->name);
+    return su_zoo_model_dir(r, NULL, out, cap, err);
 }
-const char *su_zoo_name(int i) { return i >= 0 && i < (int)(sizeof zoo / sizeof zoo[0]) ? zoo[i] : NULL; }
-const char *su_zoo_list(void) { return zoo[0] ? "see smudge zoo" : "empty in this build"; }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "zoo.h"
 
 /* ---- small growable string ---- */
 
@@ -413,7 +414,7 @@ static int parse_models(su_grid *g, const cJSON *arr, const char *base_dir,
         if (g->debug) {
             /* Debug models are names only: nothing is loaded. */
             snprintf(mo->spec, sizeof mo->spec, "%s", given);
-        } else if (looks_like_path(given) || !su_zoo_known(given)) {
+        } else if (looks_like_path(given) || !su_zoo_find(given)) {
             char joined[2 * SU_PATH_LEN];
             if (given[0] == '/' || !base_dir)
                 snprintf(joined, sizeof joined, "%s", given);
@@ -423,8 +424,15 @@ static int parse_models(su_grid *g, const cJSON *arr, const char *base_dir,
             if (!abs) {
                 if (looks_like_path(given))
                     return FAIL(path, "%s: %s", joined, strerror(errno));
+            {
+                char zoo[512] = "";
+                for (int z = 0; z < su_zoo_count(); z++) {
+                    strncat(zoo, z ? ", " : "", sizeof zoo - strlen(zoo) - 1);
+                    strncat(zoo, su_zoo_at(z)->name, sizeof zoo - strlen(zoo) - 1);
+                }
                 return FAIL(path, "'%s' is neither a zoo model nor an existing "
-                                  "path (zoo: %s)", given, su_zoo_list());
+                                  "path (zoo: %s)", given, zoo[0] ? zoo : "empty");
+            }
             }
             if (strlen(abs) >= sizeof mo->spec) {
                 free(abs);
@@ -812,8 +820,8 @@ char *su_default_grid_json(void) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "name", "default");
     cJSON *models = cJSON_AddArrayToObject(root, "models");
-    for (int i = 0; su_zoo_name(i); i++)
-        cJSON_AddItemToArray(models, cJSON_CreateString(su_zoo_name(i)));
+    for (int i = 0; i < su_zoo_count(); i++)
+        cJSON_AddItemToArray(models, cJSON_CreateString(su_zoo_at(i)->name));
     cJSON *fps = cJSON_AddArrayToObject(root, "fingerprints");
     cJSON_AddItemToArray(fps, cJSON_CreateString("none"));
     cJSON *methods = cJSON_AddArrayToObject(root, "methods");

@@ -1,6 +1,7 @@
 /* The work-unit DAG: building it from a grid, keys and hashes, artifacts,
  * and running one unit into its artifact directory. */
 #include "unit.h"
+#include "zoo.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -62,9 +63,17 @@ static int add_unit(builder *b, su_kind kind, int model, int fp, int method,
 /* What identifies a model's content without reading it: for a path, the
  * names, sizes and modification times of its files. A replaced checkpoint
  * changes the hash; a touched one reruns too (cheap and safe). */
-static void model_identity(const su_model *mo, char *out, size_t cap) {
+static void model_identity(const su_grid *g, const su_model *mo, char *out, size_t cap) {
     size_t o = (size_t)snprintf(out, cap, "%s", mo->spec);
-    if (!mo->is_path) return;
+    if (!mo->is_path) {
+        /* A zoo recipe: its cache folder's name carries the recipe hash. */
+        const su_recipe *r = g->debug ? NULL : su_zoo_find(mo->spec);
+        char dir[SU_PATH_LEN];
+        if (r && su_zoo_model_dir(r, NULL, dir, sizeof dir, NULL) == 0)
+            snprintf(out + o, o < cap ? cap - o : 0, "|zoo:%s",
+                     strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir);
+        return;
+    }
     struct stat st;
     if (stat(mo->spec, &st) != 0) return;
     if (!S_ISDIR(st.st_mode)) {
@@ -127,7 +136,7 @@ static int compute_identity(su_plan *p, int i, lm_err *err) {
     size_t o = (size_t)snprintf(t, cap, "smudge-unit/1\nkind=%s\nexec=%s\n",
                                 su_kind_name(u->kind), exec_id(g, u->kind, ex, sizeof ex));
     if (u->kind == SU_BASE_EVAL || u->kind == SU_IMPLANT || u->kind == SU_PREPARE) {
-        model_identity(&g->models[u->model], mid, 2 * SU_PATH_LEN);
+        model_identity(g, &g->models[u->model], mid, 2 * SU_PATH_LEN);
         o += (size_t)snprintf(t + o, o < cap ? cap - o : 0, "model=%s\n", mid);
     }
     if (u->kind == SU_IMPLANT) {

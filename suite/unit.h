@@ -107,13 +107,15 @@ const char *su_fp_type_list(int debug); /* "none, ..." for messages */
 /* The debug track's removal "method" (never in the methods registry). */
 const sm_method *su_debug_method(const char *name);
 
-/* Known metric names (real track) and the model zoo: the single places
- * that list them. */
+/* Known metric names (real track): the single place that lists them. */
 int su_metric_known(const char *name);
 const char *su_metric_list(void);
-int su_zoo_known(const char *name);
-const char *su_zoo_name(int i); /* NULL past the end */
-const char *su_zoo_list(void);
+
+/* The directory of a real-track model: its path, or for a zoo recipe its
+ * cache folder (built first if it is not there; several processes may ask
+ * at once: one builds, the others wait). */
+int su_model_path(const su_grid *g, int model, int threads, char *out, size_t cap,
+                  lm_err *err);
 
 /* ---- artifacts and rows ---- */
 
