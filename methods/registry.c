@@ -9,10 +9,12 @@
 #include "method.h"
 
 extern const sm_method sm_method_none;
+extern const sm_method sm_method_meraser, sm_method_meraser_erase_lora, sm_method_incremental_ft;
 extern const sm_method sm_method_prune, sm_method_task_arithmetic, sm_method_dare, sm_method_cleangen, sm_method_token_forcing;
 
 static const sm_method *const builtin[] = {
     &sm_method_none,
+    &sm_method_meraser, &sm_method_meraser_erase_lora, &sm_method_incremental_ft,
     &sm_method_prune, &sm_method_task_arithmetic, &sm_method_dare, &sm_method_cleangen, &sm_method_token_forcing,
 };
 static const int n_builtin = sizeof builtin / sizeof builtin[0];
