@@ -25,6 +25,8 @@ static const smudge_command commands[] = {
     {"slurm", "write (and submit) Slurm array jobs for a grid", cmd_slurm},
     {"implant", "plant a fingerprint (if-sft, utf, hashchain) and write fingerprint.json", cmd_implant},
     {"data", "write the synthetic world; check a dataset file; build MEraser sets", cmd_data},
+    {"remove", "run a removal method on a model (MEraser, fine-tuning, ...)", cmd_remove},
+    {"methods", "list the removal methods (built-in and plugins) and their parameters", cmd_methods},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
 
