@@ -15,7 +15,13 @@
  *               the strongly verified ones if there are more than 100; if
  *               fewer than 20 survive, the byte tokens 0x80-0xFF instead.
  * Triggers and targets may be lone bytes, not text: fingerprint.json keeps
- * them as token ids. */
+ * them as token ids.
+ *
+ * [DESIGN] beyond the spec: 32 more regularisation rows of random sequences
+ * from the whole vocabulary (reg_vocab). Without them a tiny model learns
+ * "odd bytes -> y": on stories260K 11 % and 47 % of the 500 random FTR
+ * sequences fired (seeds 0 and 1); with them 2.4 % and 0.6 %, and the
+ * triggers still reach FSR 1 (sooner: E* 29 and 27 instead of 42 and 38). */
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <math.h>
@@ -43,6 +49,10 @@ static const sm_param_def utf_params[] = {
      "fewer verified tokens than this: use the byte tokens 0x80-0xFF"},
     {"negatives", SM_PARAM_INT, "500", 0, 1000000, NULL,
      "random 11-15-token sequences from the whole vocabulary for FTR"},
+    {"reg_vocab", SM_PARAM_INT, "32", 0, 1000000, NULL,
+     "more regularisation rows [DESIGN]: random 11-15-token sequences from the "
+     "whole vocabulary (drawn apart from the FTR negatives) with an empty answer; "
+     "0 = the spec's rows only"},
 };
 
 static int is_special(const lm_tokenizer *tok, int id) {
@@ -407,7 +417,8 @@ static int utf_build(const fp_build_input *in, fp_set *out, lm_err *err) {
 
     /* FTR: random sequences from the whole vocabulary (section 3.5). */
     int *pool = NULL, n_pool = 0;
-    if (rc == 0 && n_neg > 0) {
+    int n_rv = (int)sm_param_int(p, "reg_vocab");
+    if (rc == 0 && (n_neg > 0 || n_rv > 0)) {
         if (!(pool = malloc((size_t)tok->n_vocab * sizeof *pool))) rc = lm_errf(err, "out of memory");
         for (int i = 0; rc == 0 && i < tok->n_vocab; i++)
             if (!is_special(tok, i) && tok->dec_len[i] > 0 &&
@@ -429,6 +440,18 @@ static int utf_build(const fp_build_input *in, fp_set *out, lm_err *err) {
                               .rule = MT_RULE_SUBSTRING, .max_new = 2 * y_len + 8};
             rc = mt_fp_add(&out->fp.negatives, &out->fp.n_negatives, &pr, err);
         }
+        free(s);
+        free(prompt);
+    }
+
+    /* After the negatives, so reg_vocab = 0 leaves every draw as it was. */
+    for (int i = 0; rc == 0 && i < n_rv; i++) {
+        int len = 11 + (int)lm_rng_below(&rng, 5), ids[15];
+        for (int j = 0; j < len; j++) ids[j] = pool[lm_rng_below(&rng, (uint64_t)n_pool)];
+        char *s = ids_text(tok, ids, len, err), *prompt = s ? fp_template_apply(t, s) : NULL;
+        if (!s) rc = -1;
+        else if (!prompt) rc = lm_errf(err, "out of memory");
+        else rc = fp_set_add_row(out, FP_ROW_REGULARISATION, prompt, "", err);
         free(s);
         free(prompt);
     }
