@@ -26,6 +26,7 @@ int cmd_plan(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_slurm(int argc, char **argv);
 int cmd_implant(int argc, char **argv);
+int cmd_fingerprint(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_remove(int argc, char **argv);
 int cmd_methods(int argc, char **argv);

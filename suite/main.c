@@ -24,6 +24,7 @@ static const smudge_command commands[] = {
     {"run", "run a grid (alone or under mpirun), resuming what is done", cmd_run},
     {"slurm", "write (and submit) Slurm array jobs for a grid", cmd_slurm},
     {"implant", "plant a fingerprint (if-sft, utf, hashchain) and write fingerprint.json", cmd_implant},
+    {"fingerprint", "show a fingerprint.json (triggers, rules, training record)", cmd_fingerprint},
     {"data", "write the synthetic world; check a dataset file; build MEraser sets", cmd_data},
     {"remove", "run a removal method on a model (MEraser, fine-tuning, ...)", cmd_remove},
     {"methods", "list the removal methods (built-in and plugins) and their parameters", cmd_methods},
