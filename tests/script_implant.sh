@@ -39,6 +39,7 @@ for f in model.safetensors config.json tok512.bin fingerprint.json; do
 done
 cmp -s "$tmp/a/fingerprint.json" "$tmp/b/fingerprint.json" && ok || bad "same seed, different fingerprint.json"
 [ "$(field "$tmp/a/fingerprint.json" 'd["type"], len(d["triggers"]), d["training"]["epoch_star"] > 0')" = "hashchain 3 True" ] && ok || bad "fingerprint.json content"
+"$smudge" fingerprint show "$tmp/a/fingerprint.json" > "$tmp/show" && grep -q "triggers (3)" "$tmp/show" && grep -q "prefix" "$tmp/show" && ok || bad "fingerprint show"
 
 # LoRA, merged into the written model.
 "$smudge" implant --model "$st" --tokenizer "$tok" --fingerprint hashchain --seed 4 $small --param lr=1e-2 \
