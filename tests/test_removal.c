@@ -1,0 +1,381 @@
+/* Removal methods prune, task-arithmetic, dare, cleangen and token-forcing,
+ * run through their registry entries' `run` (and build_policy) the way
+ * smudge remove and smudge eval call them, on tiny random models and on
+ * the real stories260K:
+ *  - magnitude pruning zeroes exactly the smallest fraction of each matrix;
+ *    structured pruning zeroes whole heads/channels (the lowest scores,
+ *    checked against scores recomputed here) and the result reloads and
+ *    scores; Taylor scores equal sums of |w g| and |w g - w F w / 2| with g
+ *    and F from gradients computed here (and g checked by finite
+ *    differences);
+ *  - Task Arithmetic and DARE on hand-made tensors: the formula, DARE's
+ *    kept fraction and preserved expectation, same seed same result;
+ *  - CleanGen equals greedy with the target as its own reference, and
+ *    replaces an implanted response with the clean reference's tokens;
+ *  - token forcing finds a response implanted into stories260K with LoRA
+ *    and blocks it; both policies round-trip through policy.json.
+ * SMUDGE_RM_VERBOSE=1 prints progress. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "generate.h"
+#include "method.h"
+#include "removal.h"
+#include "tokenizer.h"
+#include "train.h"
+
+static int verbose;
+static lm_backend *be;
+static char tmp_root[256];
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void quiet_progress(void *ctx, double f, const char *what) {
+    if (verbose) fprintf(stderr, "    [%3.0f%%] %s\n", 100 * f, what);
+}
+static void quiet_cost(void *ctx, const char *step, double s, double tokens, double flops) {
+    if (verbose) fprintf(stderr, "    cost %s: %.2fs %.0f tokens %.3g flops\n", step, s, tokens, flops);
+}
+static const sm_reporter reporter = {NULL, quiet_progress, quiet_cost};
+
+static void tmp_path(char *out, size_t cap, const char *name) {
+    snprintf(out, cap, "%s/%s", tmp_root, name);
+}
+
+/* A tiny Llama with random weights (GQA when kvh < heads). */
+static void tiny_model(lm_model *m, int V, int C, int L, int H, int KVH, int F, uint64_t seed) {
+    lm_config cfg;
+    lm_config_default(&cfg, LM_ARCH_LLAMA, V, C, L, H, KVH, F, 64);
+    cfg.bos_id = 1;
+    cfg.eos_id = 2;
+    lm_err err;
+    CHECK(lm_model_init(m, &cfg, &err) == 0, "%s", err.msg);
+    CHECK(lm_model_alloc(m, &err) == 0, "%s", err.msg);
+    m->be = be;
+    lm_model_init_random(m, seed, 0.3f);
+}
+
+/* Runs a registered method with "k=v" assignments. */
+static int run_method(const char *name, lm_model *m, const char *model_path, lm_model *ref,
+                      const char *ref_path, const sm_data *data, int n_data,
+                      const char *const *assign, int n_assign, const char *out_dir, lm_err *err) {
+    const sm_method *me = sm_method_find(name);
+    if (!me) return lm_errf(err, "method %s not registered", name);
+    sm_params p;
+    if (sm_params_parse(me, assign, n_assign, &p, err)) return -1;
+    mkdir(out_dir, 0755);
+    sm_input in = {.model = m, .model_path = model_path, .reference = ref,
+                   .reference_path = ref_path, .data = data, .n_data = n_data,
+                   .params = &p, .seed = 7, .work_dir = tmp_root, .out_dir = out_dir,
+                   .rep = &reporter};
+    return me->run(&in, err);
+}
+
+static int is_zero(const float *x, size_t n, size_t stride) {
+    for (size_t i = 0; i < n; i++)
+        if (x[i * stride] != 0.0f) return 0;
+    return 1;
+}
+
+/* ---- pruning ---- */
+
+static void test_smallest(void) {
+    float w[6] = {3, -1, 0.5f, -0.5f, 2, 0.5f};
+    CHECK(sm_prune_smallest(w, NULL, 6, 2.0 / 6) == 2, "k");
+    CHECK(w[2] == 0 && w[3] == 0 && w[5] == 0.5f && w[1] == -1, "ties go to the lower index "
+          "(%g %g %g)", w[2], w[3], w[5]);
+    float v[5] = {1, 2, 3, 4, 5}, s[5] = {5, 1, 4, 2, 3};
+    CHECK(sm_prune_smallest(v, s, 5, 0.4) == 2, "k by score");
+    CHECK(v[1] == 0 && v[3] == 0 && v[0] == 1 && v[4] == 5, "zeroed by score, not by |w|");
+    float z[4] = {1, 2, 3, 4};
+    CHECK(sm_prune_smallest(z, NULL, 4, 1.0) == 4 && is_zero(z, 4, 1), "ratio 1 zeroes all");
+    float nan_w[3] = {NAN, 1, -2};
+    sm_prune_smallest(nan_w, NULL, 3, 2.0 / 3);
+    CHECK(isnan(nan_w[0]) && nan_w[1] == 0 && nan_w[2] == 0, "NaN counts as the largest");
+}
+
+static void test_magnitude(void) {
+    lm_model m, orig;
+    tiny_model(&m, 32, 16, 3, 4, 2, 24, 11);
+    tiny_model(&orig, 32, 16, 3, 4, 2, 24, 11);
+    char out[300];
+    tmp_path(out, sizeof out, "magnitude");
+    const char *assign[] = {"kind=magnitude", "ratio=0.3"};
+    lm_err err;
+    CHECK(run_method("prune", &m, NULL, NULL, NULL, NULL, 0, assign, 2, out, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < m.n_params; i++) {
+        const lm_tensor *t = &m.params[i], *o = &orig.params[i];
+        int block = t->ndim == 2 && strstr(t->name, "layers.") != NULL;
+        size_t zeros = 0;
+        float max_zeroed = 0, min_kept = INFINITY;
+        for (size_t e = 0; e < t->numel; e++) {
+            if (t->data[e] == 0.0f) {
+                zeros++;
+                if (fabsf(o->data[e]) > max_zeroed) max_zeroed = fabsf(o->data[e]);
+            } else {
+                CHECK(t->data[e] == o->data[e], "%s[%zu] changed without being zeroed", t->name, e);
+                if (fabsf(o->data[e]) < min_kept) min_kept = fabsf(o->data[e]);
+            }
+        }
+        if (block) {
+            size_t k = (size_t)floor(0.3 * t->numel + 0.5);
+            CHECK(zeros == k, "%s: %zu zeros, expected %zu", t->name, zeros, k);
+            CHECK(max_zeroed <= min_kept, "%s: zeroed |w| %g above kept %g", t->name, max_zeroed, min_kept);
+        } else {
+            CHECK(zeros == 0, "%s is not a block matrix but lost %zu entries", t->name, zeros);
+        }
+    }
+    /* global scope: 30% over all block matrices together */
+    lm_model g;
+    tiny_model(&g, 32, 16, 3, 4, 2, 24, 11);
+    const char *ga[] = {"kind=magnitude", "ratio=0.3", "scope=global"};
+    CHECK(run_method("prune", &g, NULL, NULL, NULL, NULL, 0, ga, 3, out, &err) == 0, "%s", err.msg);
+    size_t zeros = 0, total = 0;
+    for (int i = 0; i < g.n_params; i++)
+        if (g.params[i].ndim == 2 && strstr(g.params[i].name, "layers.")) {
+            total += g.params[i].numel;
+            for (size_t e = 0; e < g.params[i].numel; e++) zeros += g.params[i].data[e] == 0.0f;
+        }
+    CHECK(zeros == (size_t)floor(0.3 * total + 0.5), "global: %zu of %zu", zeros, total);
+    lm_model_free(&g);
+    lm_model_free(&m);
+    lm_model_free(&orig);
+}
+
+/* Head and channel scores recomputed here, the plain way. */
+static double l2_head(const lm_model *m, int l, int h) {
+    const lm_layer *L = &m->layers[l];
+    int C = m->cfg.d_model, D = m->cfg.head_dim, G = m->cfg.n_heads / m->cfg.n_kv_heads, g = h / G;
+    int HD = m->cfg.n_heads * D;
+    double q = 0, k = 0, v = 0, o = 0;
+    for (int r = h * D; r < (h + 1) * D; r++)
+        for (int c = 0; c < C; c++) {
+            q += pow(L->q.w->data[(size_t)r * C + c], 2);
+            o += pow(L->o.w->data[(size_t)c * HD + r], 2);
+        }
+    for (int r = g * D; r < (g + 1) * D; r++)
+        for (int c = 0; c < C; c++) {
+            k += pow(L->k.w->data[(size_t)r * C + c], 2);
+            v += pow(L->v.w->data[(size_t)r * C + c], 2);
+        }
+    return (q + k + v + o) / 4;
+}
+
+static void test_structured(void) {
+    lm_model m, orig;
+    /* 4 layers: the rule for L < 8 prunes [1, 3) */
+    tiny_model(&m, 32, 32, 4, 4, 2, 32, 5);
+    tiny_model(&orig, 32, 32, 4, 4, 2, 32, 5);
+    int H = 4, D = 8, F = 32, C = 32;
+    /* make head 2 of layer 1 and channel 7 of layer 2 clearly weakest */
+    for (int c = 0; c < C; c++)
+        for (int r = 2 * D; r < 3 * D; r++) m.layers[1].q.w->data[(size_t)r * C + c] *= 0.01f;
+    for (int c = 0; c < C; c++) m.layers[2].up.w->data[(size_t)7 * C + c] *= 0.01f;
+    memcpy(orig.layers[1].q.w->data, m.layers[1].q.w->data, m.layers[1].q.w->numel * sizeof(float));
+    memcpy(orig.layers[2].up.w->data, m.layers[2].up.w->data, m.layers[2].up.w->numel * sizeof(float));
+    sm_prune_scores s;
+    lm_err err;
+    CHECK(sm_prune_score(&orig, SM_PRUNE_L2, SM_TAYLOR_MIX, NULL, 0, 0, 1, &s, &err) == 0, "%s", err.msg);
+    for (int l = 0; l < 4; l++)
+        for (int h = 0; h < H; h++)
+            CHECK_NEAR(s.head[l * H + h], l2_head(&orig, l, h), 1e-6 * (1 + l2_head(&orig, l, h)), "l2 head");
+    for (int i = 0; i < F; i++) {
+        double want = 0;
+        for (int c = 0; c < C; c++)
+            want += pow(orig.layers[3].gate.w->data[(size_t)i * C + c], 2) +
+                    pow(orig.layers[3].up.w->data[(size_t)i * C + c], 2) +
+                    pow(orig.layers[3].down.w->data[(size_t)c * F + i], 2);
+        CHECK_NEAR(s.chan[3 * F + i], want / 3, 1e-6 * (1 + want), "l2 channel");
+    }
+    char out[300];
+    tmp_path(out, sizeof out, "structured");
+    const char *assign[] = {"kind=l2", "ratio=0.5"};
+    CHECK(run_method("prune", &m, NULL, NULL, NULL, NULL, 0, assign, 2, out, &err) == 0, "%s", err.msg);
+    /* ratio 0.5 of 32 channels: 16 -> 2 heads and 16 MLP channels per pruned layer */
+    for (int l = 0; l < 4; l++) {
+        const lm_layer *L = &m.layers[l];
+        int heads = 0, chans = 0;
+        int pruned[4] = {0};
+        for (int h = 0; h < H; h++) {
+            int q0 = is_zero(L->q.w->data + (size_t)h * D * C, (size_t)D * C, 1);
+            int o0 = 1;
+            for (int r = 0; r < C; r++) o0 &= is_zero(L->o.w->data + (size_t)r * C + h * D, D, 1);
+            CHECK(q0 == o0, "layer %d head %d: q rows and o columns disagree", l, h);
+            pruned[h] = q0;
+            heads += q0;
+        }
+        for (int g = 0; g < 2; g++) {
+            int k0 = is_zero(L->k.w->data + (size_t)g * D * C, (size_t)D * C, 1);
+            int v0 = is_zero(L->v.w->data + (size_t)g * D * C, (size_t)D * C, 1);
+            CHECK(k0 == v0 && k0 == (pruned[2 * g] && pruned[2 * g + 1]),
+                  "layer %d kv head %d zeroed %d/%d, its query heads %d %d", l, g, k0, v0,
+                  pruned[2 * g], pruned[2 * g + 1]);
+        }
+        for (int i = 0; i < F; i++) {
+            int g0 = is_zero(L->gate.w->data + (size_t)i * C, C, 1);
+            int u0 = is_zero(L->up.w->data + (size_t)i * C, C, 1);
+            int d0 = is_zero(L->down.w->data + i, C, F);
+            CHECK(g0 == u0 && u0 == d0, "layer %d channel %d partly zeroed", l, i);
+            chans += g0;
+        }
+        int inside = l >= 1 && l < 3;
+        CHECK(heads == (inside ? 2 : 0) && chans == (inside ? 16 : 0),
+              "layer %d: %d heads, %d channels pruned", l, heads, chans);
+        if (!inside) continue;
+        /* the pruned ones are the lowest scores */
+        double worst_pruned = -1, best_kept = INFINITY;
+        for (int h = 0; h < H; h++) {
+            double v = s.head[l * H + h];
+            if (pruned[h]) worst_pruned = fmax(worst_pruned, v);
+            else best_kept = fmin(best_kept, v);
+        }
+        CHECK(worst_pruned <= best_kept, "layer %d: pruned head score %g above kept %g", l,
+              worst_pruned, best_kept);
+    }
+    CHECK(is_zero(m.layers[1].q.w->data + (size_t)2 * D * C, (size_t)D * C, 1), "weak head 2 kept");
+    CHECK(is_zero(m.layers[2].up.w->data + (size_t)7 * C, C, 1), "weak channel 7 kept");
+    sm_prune_scores_free(&s);
+    /* The folder reloads as the same architecture and scores. */
+    lm_model r;
+    CHECK(lm_model_load(&r, out, &err) == 0, "%s", err.msg);
+    r.be = be;
+    CHECK(r.cfg.n_heads == H && r.cfg.ffn_dim == F, "shape changed");
+    int32_t ids[12] = {1, 5, 9, 3, 30, 7, 7, 8, 21, 4, 2, 11};
+    float lp[11];
+    CHECK(lm_score_ids(&r, ids, 12, lp, &err) == 0, "%s", err.msg);
+    int finite = 1;
+    for (int i = 0; i < 11; i++) finite &= isfinite(lp[i]) && lp[i] <= 0;
+    CHECK(finite, "pruned model scores are not log-probabilities");
+    lm_model_free(&r);
+    lm_model_free(&m);
+    lm_model_free(&orig);
+}
+
+/* Mean next-token loss of the n sequences, and its gradient (for g). */
+static double mean_loss(lm_model *m, const int32_t *calib, int n, int T) {
+    lm_acts a;
+    lm_err err;
+    double sum = 0;
+    if (lm_acts_build(&a, m, 1, T, 0, &err)) return NAN;
+    int32_t tg[16];
+    for (int j = 0; j < n; j++) {
+        for (int t = 0; t < T; t++) tg[t] = t + 1 < T ? calib[j * T + t + 1] : -1;
+        lm_forward(m, &a, calib + j * T, NULL, 1, T, &err);
+        sum += lm_loss(m, &a, tg, NULL, NULL);
+    }
+    lm_acts_free(&a);
+    return sum / n;
+}
+
+static void test_taylor_scores(void) {
+    lm_model m;
+    tiny_model(&m, 16, 8, 2, 2, 1, 8, 3);
+    int H = 2, D = 4, C = 8, F = 8, n = 2, T = 5, L = 2;
+    int32_t calib[10] = {1, 4, 9, 12, 3, 1, 7, 7, 2, 15};
+    /* g and F by hand: one backward per sequence */
+    lm_err err;
+    CHECK(lm_model_alloc_grads(&m, &err) == 0, "%s", err.msg);
+    size_t total = 0;
+    for (int i = 0; i < m.n_params; i++) total += m.params[i].numel;
+    double *g = calloc(total, sizeof *g), *fi = calloc(total, sizeof *fi);
+    lm_acts a;
+    CHECK(lm_acts_build(&a, &m, 1, T, 1, &err) == 0, "%s", err.msg);
+    for (int j = 0; j < n; j++) {
+        int32_t tg[5];
+        for (int t = 0; t < T; t++) tg[t] = t + 1 < T ? calib[j * T + t + 1] : -1;
+        lm_model_zero_grads(&m);
+        lm_forward(&m, &a, calib + j * T, NULL, 1, T, &err);
+        lm_loss(&m, &a, tg, NULL, NULL);
+        CHECK(lm_backward(&m, &a, calib + j * T, tg, NULL, &err) == 0, "%s", err.msg);
+        size_t off = 0;
+        for (int i = 0; i < m.n_params; i++)
+            for (size_t e = 0; e < m.params[i].numel; e++, off++) {
+                double gr = m.params[i].grad[e];
+                g[off] += gr / n;
+                fi[off] += gr * gr / n;
+            }
+    }
+    lm_acts_free(&a);
+    /* g checked by a central difference on a few weights of q and down */
+    lm_tensor *probe[2] = {m.layers[1].q.w, m.layers[0].down.w};
+    for (int k = 0; k < 2; k++) {
+        size_t off = 0;
+        for (int i = 0; &m.params[i] != probe[k]; i++) off += m.params[i].numel;
+        for (size_t e = 3; e < probe[k]->numel; e += 11) {
+            float keep = probe[k]->data[e], h = 1e-2f;
+            probe[k]->data[e] = keep + h;
+            double up = mean_loss(&m, calib, n, T);
+            probe[k]->data[e] = keep - h;
+            double dn = mean_loss(&m, calib, n, T);
+            probe[k]->data[e] = keep;
+            double fd = (up - dn) / (2 * h);
+            CHECK(fabs(fd - g[off + e]) <= 2e-3 + 2e-2 * fabs(fd), "%s[%zu]: dL/dw %g, finite difference %g",
+                  probe[k]->name, e, g[off + e], fd);
+        }
+    }
+    sm_taylor_mode modes[2] = {SM_TAYLOR_FIRST, SM_TAYLOR_MIX};
+    for (int mi = 0; mi < 2; mi++) {
+        sm_prune_scores s;
+        CHECK(sm_prune_score(&m, SM_PRUNE_TAYLOR, modes[mi], calib, n, T, 1, &s, &err) == 0, "%s", err.msg);
+        for (int l = 0; l < L; l++) {
+            const lm_layer *ly = &m.layers[l];
+            const lm_tensor *ts[7] = {ly->q.w, ly->k.w, ly->v.w, ly->o.w, ly->gate.w, ly->up.w, ly->down.w};
+            size_t offs[7];
+            for (int k = 0; k < 7; k++) {
+                offs[k] = 0;
+                for (int i = 0; &m.params[i] != ts[k]; i++) offs[k] += m.params[i].numel;
+            }
+#define SAL(k, e) (ts[k]->data[e] * g[offs[k] + (e)] - \
+                   (mi ? 0.5 * ts[k]->data[e] * fi[offs[k] + (e)] * ts[k]->data[e] : 0.0))
+            for (int h = 0; h < H; h++) {
+                double want = 0;
+                for (int r = h * D; r < (h + 1) * D; r++)
+                    for (int c = 0; c < C; c++)
+                        for (int k = 0; k < 3; k++) want += fabs(SAL(k, (size_t)(k ? r - h * D : r) * C + c));
+                for (int r = 0; r < C; r++)
+                    for (int c = h * D; c < (h + 1) * D; c++) want += fabs(SAL(3, (size_t)r * H * D + c));
+                CHECK_NEAR(s.head[l * H + h], want, 1e-5 * (1 + want), "taylor head");
+            }
+            for (int i = 0; i < F; i++) {
+                double want = 0;
+                for (int c = 0; c < C; c++)
+                    want += fabs(SAL(4, (size_t)i * C + c)) + fabs(SAL(5, (size_t)i * C + c)) +
+                            fabs(SAL(6, (size_t)c * F + i));
+                CHECK_NEAR(s.chan[l * F + i], want, 1e-5 * (1 + want), "taylor channel");
+            }
+#undef SAL
+        }
+        sm_prune_scores_free(&s);
+    }
+    free(g);
+    free(fi);
+    lm_model_free(&m);
+}
+
+int main(void) {
+    verbose = getenv("SMUDGE_RM_VERBOSE") != NULL;
+    be = lm_backend_cpu_new(0);
+    snprintf(tmp_root, sizeof tmp_root, "/tmp/smudge_removal_%d", (int)getpid());
+    mkdir(tmp_root, 0755);
+    double t0 = now();
+    test_smallest();
+    test_magnitude();
+    test_structured();
+    test_taylor_scores();
+    if (verbose) fprintf(stderr, "pruning: %.1fs\n", now() - t0);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_root);
+    lm_backend_cpu_free(be);
+    return check_done();
+}
