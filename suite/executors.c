@@ -243,14 +243,15 @@ static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
                    .out_dir = out,
                    .rep = &rep};
     if (rc == 0) rc = m->run(&in, err);
-    if (rc) lm_err_prefix(err, "%s: ", m->name);
+    /* Name the method, unless its message does already. */
+    if (rc && strncmp(err->msg, m->name, strlen(m->name)) != 0)
+        lm_err_prefix(err, "%s: ", m->name);
     lm_model_free(&model);
     lm_backend_cpu_free(be);
     if (rc) return -1;
-    /* The scratch space is the method's, not part of the artifact. */
-    char cmd_dir[SU_PATH_LEN + 32];
-    snprintf(cmd_dir, sizeof cmd_dir, "%s", scratch);
-    rmdir(cmd_dir); /* a method that left files there keeps them for inspection */
+    /* Scratch space is not part of the artifact; a method that left files
+     * there keeps them for inspection. */
+    rmdir(scratch);
     if (m->output == SM_OUT_MODEL) {
         char src_dir[SU_PATH_LEN];
         snprintf(src_dir, sizeof src_dir, "%s", model_path);
