@@ -2,7 +2,11 @@
  * pipe and its stdout/stderr to another; the parent reads both without
  * blocking, reaps the child, and turns a crash, a non-zero exit or a
  * timeout into a message that names the signal and the last line the
- * child printed. */
+ * child printed.
+ *
+ * fork without exec is safe here because the parent never runs model code:
+ * no OpenMP pool exists in it to be half-copied, and the child touches
+ * neither MPI nor the results file (it leaves with _exit). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>

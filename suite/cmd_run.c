@@ -46,7 +46,9 @@ static const char run_help[] =
     "--enable-recovery so that a worker rank's death does not end the job (the\n"
     "coordinator then notices the silence after resources.heartbeat_s and goes\n"
     "on); without it Open MPI ends the whole job and rerunning the same command\n"
-    "resumes. Exit status: 0 when every unit is ok, 1 otherwise.\n\n"
+    "resumes. Exit status: 0 when every unit is ok, 1 otherwise (mpirun\n"
+    "--enable-recovery itself always exits 0: read the summary line or the\n"
+    "results). Debug grids append \"start\"/\"done\" lines to $SMUDGE_DEBUG_LOG.\n\n"
     "Slurm array tasks (written by smudge slurm) add --stage S --task T --tasks N:\n"
     "run task T's share of stage S into FILE.h5 (written as FILE.h5.tmp, renamed\n"
     "when complete).\n";
