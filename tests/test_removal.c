@@ -362,6 +362,169 @@ static void test_taylor_scores(void) {
     lm_model_free(&m);
 }
 
+
+/* ---- merging ---- */
+
+static void test_merge_math(void) {
+    lm_err err;
+    float base[4] = {1, 2, 3, 4}, fp[4] = {2, 2, 5, 0}, other[4] = {1, 4, 3, 8}, out[4];
+    const float *models[2] = {fp, other};
+    double w[2] = {0.8, 0.2};
+    sm_merge_opts ta = {0};
+    CHECK(sm_merge_tensor(out, base, models, w, 2, 4, &ta, 0, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < 4; i++)
+        CHECK_NEAR(out[i], base[i] + 0.8 * (fp[i] - base[i]) + 0.2 * (other[i] - base[i]), 1e-6, "TA");
+    double w11[2] = {1, 1};
+    sm_merge_opts norm = {.normalize = 1};
+    CHECK(sm_merge_tensor(out, base, models, w11, 2, 4, &norm, 0, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < 4; i++) CHECK_NEAR(out[i], (fp[i] + other[i]) / 2, 1e-6, "normalised TA");
+    /* in place, as the method runs it (out is the fingerprinted model) */
+    float fp2[4];
+    memcpy(fp2, fp, sizeof fp);
+    const float *m2[2] = {fp2, other};
+    CHECK(sm_merge_tensor(fp2, base, m2, w, 2, 4, &ta, 0, &err) == 0, "%s", err.msg);
+    CHECK_NEAR(fp2[2], 3 + 0.8 * 2, 1e-6, "in place");
+    /* TIES: deltas +1 and -2 with equal weights elect '-', keep only -2 */
+    float b1[1] = {0}, pa[1] = {1}, pb[1] = {-2}, o1[1];
+    const float *mt[2] = {pa, pb};
+    sm_merge_opts ties = {.dare = 1, .density = 1, .rescale = 1, .ties = 1, .seed = 3};
+    CHECK(sm_merge_tensor(o1, b1, mt, w11, 2, 1, &ties, 0, &err) == 0, "%s", err.msg);
+    CHECK_NEAR(o1[0], -2, 1e-6, "TIES sign election");
+
+    /* DARE: one delta of ones, density 0.4, rescaled by 1/0.4 */
+    enum { N = 100000 };
+    float *zero = calloc(N, sizeof(float)), *ones = malloc(N * sizeof(float));
+    float *a = malloc(N * sizeof(float)), *b = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) ones[i] = 1;
+    const float *mo[2] = {ones, zero};
+    double w10[2] = {1, 0};
+    sm_merge_opts dare = {.dare = 1, .density = 0.4, .rescale = 1, .seed = 42};
+    CHECK(sm_merge_tensor(a, zero, mo, w10, 2, N, &dare, 5, &err) == 0, "%s", err.msg);
+    double kept = 0, sum = 0;
+    int values_ok = 1;
+    for (int i = 0; i < N; i++) {
+        kept += a[i] != 0;
+        sum += a[i];
+        values_ok &= a[i] == 0 || fabsf(a[i] - 2.5f) < 1e-6f;
+    }
+    CHECK(fabs(kept / N - 0.4) < 0.01, "kept fraction %g, density 0.4", kept / N);
+    CHECK(fabs(sum / N - 1.0) < 0.02, "mean after rescale %g, delta 1", sum / N);
+    CHECK(values_ok, "kept deltas are not 1/0.4");
+    CHECK(sm_merge_tensor(b, zero, mo, w10, 2, N, &dare, 5, &err) == 0, "%s", err.msg);
+    CHECK(memcmp(a, b, N * sizeof(float)) == 0, "same seed, different DARE masks");
+    sm_merge_opts dare2 = dare;
+    dare2.seed = 43;
+    CHECK(sm_merge_tensor(b, zero, mo, w10, 2, N, &dare2, 5, &err) == 0, "%s", err.msg);
+    CHECK(memcmp(a, b, N * sizeof(float)) != 0, "another seed, same DARE masks");
+    CHECK(sm_merge_tensor(b, zero, mo, w10, 2, N, &dare, 6, &err) == 0, "%s", err.msg);
+    CHECK(memcmp(a, b, N * sizeof(float)) != 0, "another tensor, same DARE mask");
+    sm_merge_opts plain = dare;
+    plain.rescale = 0;
+    CHECK(sm_merge_tensor(b, zero, mo, w10, 2, N, &plain, 5, &err) == 0, "%s", err.msg);
+    sum = 0;
+    for (int i = 0; i < N; i++) sum += b[i];
+    CHECK(fabs(sum / N - 0.4) < 0.01, "without rescale the mean is the density (%g)", sum / N);
+    /* two deltas get independent masks: 0, 1, 2 in proportions 1/4 1/2 1/4 */
+    const float *mm[2] = {ones, ones};
+    double wh[2] = {0.5, 0.5};
+    sm_merge_opts half = {.dare = 1, .density = 0.5, .rescale = 1, .seed = 9};
+    CHECK(sm_merge_tensor(a, zero, mm, wh, 2, N, &half, 0, &err) == 0, "%s", err.msg);
+    double c0 = 0, c1 = 0, c2 = 0;
+    for (int i = 0; i < N; i++) {
+        c0 += a[i] == 0;
+        c1 += fabsf(a[i] - 1) < 1e-6f;
+        c2 += fabsf(a[i] - 2) < 1e-6f;
+    }
+    CHECK(fabs(c0 / N - 0.25) < 0.01 && fabs(c1 / N - 0.5) < 0.01 && fabs(c2 / N - 0.25) < 0.01,
+          "mask overlap %g %g %g", c0 / N, c1 / N, c2 / N);
+    free(zero);
+    free(ones);
+    free(a);
+    free(b);
+}
+
+static char *slurp_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)len + 1);
+    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
+        free(b);
+        b = NULL;
+    }
+    if (b) b[len] = 0;
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+static void test_merge_models(void) {
+    lm_model fp, base, other, orig;
+    tiny_model(&fp, 32, 16, 2, 4, 4, 24, 1);
+    tiny_model(&orig, 32, 16, 2, 4, 4, 24, 1);
+    tiny_model(&base, 32, 16, 2, 4, 4, 24, 2);
+    tiny_model(&other, 32, 16, 2, 4, 4, 24, 3);
+    char bdir[300], out[300], out2[300], arg[400];
+    tmp_path(bdir, sizeof bdir, "merge_base");
+    tmp_path(out, sizeof out, "merge_ta");
+    tmp_path(out2, sizeof out2, "merge_dare");
+    lm_err err;
+    CHECK(lm_model_save_hf(&base, bdir, &err) == 0, "%s", err.msg);
+    snprintf(arg, sizeof arg, "base=%s", bdir);
+    const char *ta[] = {arg, "w_fp=0.7", "w_other=0.3"};
+    CHECK(run_method("task-arithmetic", &fp, NULL, &other, "other", NULL, 0, ta, 3, out, &err) == 0,
+          "%s", err.msg);
+    lm_model r;
+    CHECK(lm_model_load(&r, out, &err) == 0, "%s", err.msg);
+    double worst = 0;
+    for (int i = 0; i < r.n_params; i++)
+        for (size_t e = 0; e < r.params[i].numel; e++) {
+            double b = base.params[i].data[e];
+            double want = b + 0.7 * (orig.params[i].data[e] - b) + 0.3 * (other.params[i].data[e] - b);
+            worst = fmax(worst, fabs(r.params[i].data[e] - want));
+        }
+    CHECK(worst < 1e-5, "task arithmetic on the models: worst error %g", worst);
+    lm_model_free(&r);
+    /* DARE twice with one seed: the same file */
+    const char *da[] = {arg, "seed=5"};
+    char f1[400], f2[400];
+    size_t n1 = 0, n2 = 0;
+    lm_model fp1, fp2;
+    tiny_model(&fp1, 32, 16, 2, 4, 4, 24, 1);
+    tiny_model(&fp2, 32, 16, 2, 4, 4, 24, 1);
+    CHECK(run_method("dare", &fp1, NULL, &other, "other", NULL, 0, da, 2, out2, &err) == 0, "%s", err.msg);
+    snprintf(f1, sizeof f1, "%s/model.safetensors", out2);
+    char *a = slurp_file(f1, &n1);
+    snprintf(f2, sizeof f2, "%s2", out2);
+    CHECK(run_method("dare", &fp2, NULL, &other, "other", NULL, 0, da, 2, f2, &err) == 0, "%s", err.msg);
+    strcat(f2, "/model.safetensors");
+    char *b = slurp_file(f2, &n2);
+    CHECK(a && b && n1 == n2 && memcmp(a, b, n1) == 0, "DARE with one seed wrote two different models");
+    free(a);
+    free(b);
+    /* refused without a base, and without a partner */
+    lm_model fp3;
+    tiny_model(&fp3, 32, 16, 2, 4, 4, 24, 1);
+    CHECK(run_method("dare", &fp3, NULL, &other, "other", NULL, 0, NULL, 0, out2, &err) != 0 &&
+              strstr(err.msg, "base"), "no base: %s", err.msg);
+    CHECK(run_method("dare", &fp3, NULL, NULL, NULL, NULL, 0, da, 1, out2, &err) != 0 &&
+              strstr(err.msg, "--reference"), "no partner: %s", err.msg);
+    lm_model odd;
+    tiny_model(&odd, 32, 16, 3, 4, 4, 24, 3);
+    CHECK(run_method("task-arithmetic", &fp3, NULL, &odd, "odd", NULL, 0, ta, 1, out2, &err) != 0 &&
+              strstr(err.msg, "architecture"), "mismatched partner: %s", err.msg);
+    lm_model_free(&odd);
+    lm_model_free(&fp1);
+    lm_model_free(&fp2);
+    lm_model_free(&fp3);
+    lm_model_free(&fp);
+    lm_model_free(&orig);
+    lm_model_free(&base);
+    lm_model_free(&other);
+}
+
 int main(void) {
     verbose = getenv("SMUDGE_RM_VERBOSE") != NULL;
     be = lm_backend_cpu_new(0);
@@ -373,6 +536,9 @@ int main(void) {
     test_structured();
     test_taylor_scores();
     if (verbose) fprintf(stderr, "pruning: %.1fs\n", now() - t0);
+    test_merge_math();
+    test_merge_models();
+    if (verbose) fprintf(stderr, "merging: %.1fs\n", now() - t0);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_root);
