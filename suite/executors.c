@@ -210,9 +210,6 @@ static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
     const su_grid *g = x->plan->grid;
     const su_method *me = &g->methods[x->unit->method];
     const sm_method *m = me->m;
-    if (m->wants_data && m->wants_data[0])
-        return lm_errf(err, "method '%s' wants data set '%s'; data sets are not "
-                            "wired into grids yet", m->name, m->wants_data[0]);
     if (m->needs_reference)
         return lm_errf(err, "method '%s' needs a reference model; not wired into "
                             "grids yet", m->name);
@@ -235,8 +232,16 @@ static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
         rc = lm_errf(err, "%s: cannot create: %s", x->out_dir, strerror(errno));
     remove_report rr = {row};
     sm_reporter rep = {&rr, rep_progress, rep_cost};
+    sm_data data[16];
+    int n_data = me->n_data < 16 ? me->n_data : 16;
+    for (int d = 0; d < n_data; d++) {
+        const su_data *x = &g->data[me->data_off + d];
+        data[d] = (sm_data){x->name, x->path, x->format[0] ? x->format : NULL};
+    }
     sm_input in = {.model = &model,
                    .model_path = model_path,
+                   .data = data,
+                   .n_data = n_data,
                    .params = &me->set.params,
                    .seed = (uint64_t)g->seeds[x->unit->seed],
                    .work_dir = scratch,

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dataset.h"
 #include "unit.h"
 #include "zoo.h"
 
@@ -374,6 +375,65 @@ static int expand_params(const su_grid *g, const sm_method *m,
 
 /* ---- sections ---- */
 
+/* "data": {"name": "path" | {"path": P, "format": F}, ...} appended to the
+ * grid's pool. */
+static int parse_data(su_grid *g, const cJSON *obj, const char *path, const char *base_dir,
+                      lm_err *err) {
+    if (!obj) return 0;
+    if (!cJSON_IsObject(obj)) return FAIL(path, "must be an object: {\"name\": \"path\", ...}");
+    int n = cJSON_GetArraySize(obj);
+    su_data *d = realloc(g->data, (size_t)(g->n_data + n + 1) * sizeof *d);
+    if (!d) return lm_errf(err, "out of memory");
+    g->data = d;
+    for (const cJSON *c = obj->child; c; c = c->next) {
+        char p[160], given[SU_PATH_LEN] = "";
+        snprintf(p, sizeof p, "%s.%s", path, c->string);
+        su_data *x = &g->data[g->n_data];
+        memset(x, 0, sizeof *x);
+        if (!c->string[0] || strlen(c->string) >= sizeof x->name) return FAIL(p, "bad data set name");
+        for (const char *q = c->string; *q; q++)
+            if (!((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_' || *q == '-'))
+                return FAIL(p, "data set names are [a-z0-9_-]+");
+        for (const cJSON *e = c->next; e; e = e->next)
+            if (!strcmp(c->string, e->string)) return FAIL(path, "key '%s' appears twice", c->string);
+        snprintf(x->name, sizeof x->name, "%s", c->string);
+        if (cJSON_IsString(c)) {
+            if (!c->valuestring[0] || strlen(c->valuestring) >= sizeof given)
+                return FAIL(p, "must be a path");
+            snprintf(given, sizeof given, "%s", c->valuestring);
+        } else if (cJSON_IsObject(c)) {
+            static const char *const keys[] = {"path", "format", NULL};
+            if (check_keys(g, c, p, keys, err) ||
+                get_string(g, c, "path", p, NULL, given, sizeof given, err) ||
+                get_string(g, c, "format", p, "", x->format, sizeof x->format, err))
+                return -1;
+            ds_format f;
+            lm_err e1 = {{0}};
+            if (x->format[0] && ds_format_parse(x->format, &f, &e1)) {
+                char fp[200];
+                snprintf(fp, sizeof fp, "%s.format", p);
+                return FAIL(fp, "%s", e1.msg);
+            }
+        } else {
+            return FAIL(p, "must be a path or {\"path\", \"format\"}");
+        }
+        char joined[2 * SU_PATH_LEN];
+        if (given[0] == '/' || !base_dir) snprintf(joined, sizeof joined, "%s", given);
+        else snprintf(joined, sizeof joined, "%s/%s", base_dir, given);
+        char *abs = realpath(joined, NULL);
+        if (!abs) return FAIL(p, "%s: %s", joined, strerror(errno));
+        if (strlen(abs) >= sizeof x->path) {
+            free(abs);
+            return FAIL(p, "path too long");
+        }
+        snprintf(x->path, sizeof x->path, "%s", abs);
+        free(abs);
+        g->n_data++;
+    }
+    return 0;
+}
+
+
 static int looks_like_path(const char *s) {
     return strchr(s, '/') || s[0] == '.' || s[0] == '~';
 }
@@ -527,7 +587,8 @@ static int parse_fingerprints(su_grid *g, const cJSON *arr, lm_err *err) {
     return 0;
 }
 
-static int parse_methods(su_grid *g, const cJSON *arr, lm_err *err) {
+static int parse_methods(su_grid *g, const cJSON *arr, const cJSON *top_data,
+                         const char *base_dir, lm_err *err) {
     if (!arr) return FAIL("methods", "is required (e.g. [{\"name\": \"none\"}])");
     if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0)
         return FAIL("methods", "must be a non-empty list");
@@ -536,16 +597,17 @@ static int parse_methods(su_grid *g, const cJSON *arr, lm_err *err) {
         char path[64];
         snprintf(path, sizeof path, "methods[%d]", i);
         char name[RS_METHOD_LEN];
-        const cJSON *params = NULL;
+        const cJSON *params = NULL, *entry_data = NULL;
         if (cJSON_IsString(c)) {
             if (strlen(c->valuestring) >= sizeof name) return FAIL(path, "name too long");
             snprintf(name, sizeof name, "%s", c->valuestring);
         } else if (cJSON_IsObject(c)) {
-            static const char *const keys[] = {"name", "params", NULL};
+            static const char *const keys[] = {"name", "params", "data", NULL};
             if (check_keys(g, c, path, keys, err) ||
                 get_string(g, c, "name", path, NULL, name, sizeof name, err))
                 return -1;
             params = cJSON_GetObjectItemCaseSensitive(c, "params");
+            entry_data = cJSON_GetObjectItemCaseSensitive(c, "data");
         } else {
             return FAIL(path, "must be a method name or {\"name\", \"params\"}");
         }
@@ -563,6 +625,21 @@ static int parse_methods(su_grid *g, const cJSON *arr, lm_err *err) {
             return FAIL(path, "unknown removal method '%s' for the %s track (known: %s)",
                         name, g->debug ? "debug" : "real", list);
         }
+        /* Its data sets: the entry's, then the top level's it does not
+         * override, as one run in the pool. */
+        int data_off = g->n_data;
+        char dpath[96];
+        snprintf(dpath, sizeof dpath, "%s.data", path);
+        if (parse_data(g, entry_data, dpath, base_dir, err) ||
+            parse_data(g, top_data, "data", base_dir, err))
+            return -1;
+        int n_data = data_off;
+        for (int d = data_off; d < g->n_data; d++) {
+            int dup = 0;
+            for (int e = data_off; e < n_data; e++) dup |= !strcmp(g->data[e].name, g->data[d].name);
+            if (!dup) g->data[n_data++] = g->data[d];
+        }
+        g->n_data = n_data;
         su_pset *sets;
         int n_sets;
         if (expand_params(g, m, params, path, &sets, &n_sets, err)) return -1;
@@ -578,6 +655,8 @@ static int parse_methods(su_grid *g, const cJSON *arr, lm_err *err) {
             me->m = m;
             me->entry = i;
             me->set = sets[s];
+            me->data_off = data_off;
+            me->n_data = g->n_data - data_off;
             snprintf(me->label, sizeof me->label, "%s", m->name);
             if (!sets[s].given[0] && params && cJSON_GetArraySize(params))
                 snprintf(me->set_label, sizeof me->set_label, "%s#%d", m->name, s + 1);
@@ -717,7 +796,7 @@ int su_grid_parse(su_grid *g, const char *text, const char *source,
         goto done;
     }
     static const char *const keys[] = {"name", "track", "models", "fingerprints",
-                                       "methods", "metrics", "seeds", "resources",
+                                       "methods", "data", "metrics", "seeds", "resources",
                                        "output", "work_dir", NULL};
     if (check_keys(g, root, "(top level)", keys, err)) goto done;
     char track[16];
@@ -731,7 +810,8 @@ int su_grid_parse(su_grid *g, const char *text, const char *source,
     g->debug = !strcmp(track, "debug");
     if (parse_models(g, cJSON_GetObjectItemCaseSensitive(root, "models"), base_dir, err) ||
         parse_fingerprints(g, cJSON_GetObjectItemCaseSensitive(root, "fingerprints"), err) ||
-        parse_methods(g, cJSON_GetObjectItemCaseSensitive(root, "methods"), err) ||
+        parse_methods(g, cJSON_GetObjectItemCaseSensitive(root, "methods"),
+                      cJSON_GetObjectItemCaseSensitive(root, "data"), base_dir, err) ||
         parse_metrics(g, cJSON_GetObjectItemCaseSensitive(root, "metrics"), err) ||
         parse_seeds(g, cJSON_GetObjectItemCaseSensitive(root, "seeds"), err) ||
         parse_resources(g, cJSON_GetObjectItemCaseSensitive(root, "resources"), err) ||
@@ -808,6 +888,7 @@ void su_grid_free(su_grid *g) {
     free(g->fps);
     free(g->methods);
     free(g->metrics);
+    free(g->data);
     free(g->seeds);
     free(g->canonical);
     memset(g, 0, sizeof *g);

@@ -7,7 +7,9 @@
  *                                       debug executors (tests, benchmarks)
  *     "models": ["tiny-llama", "./m", {"name": "m2", "path": "/x/m2"}],
  *     "fingerprints": [{"type": "none", "name": "clean", "params": {...}}],
- *     "methods": [{"name": "lora", "params": {"rank": [8, 16], "lr": 1e-4}}],
+ *     "methods": [{"name": "lora", "params": {"rank": [8, 16], "lr": 1e-4},
+ *                  "data": {"instructions": "chats.jsonl"}}],
+ *     "data": {"calibration": {"path": "corpus.txt", "format": "text"}},
  *     "metrics": [{"name": "ppl", "dataset": "guanaco"}],
  *     "seeds": [1, 2, 3],
  *     "resources": {"threads": 1, "parallel": 1, "timeout_s": 0,
@@ -17,9 +19,11 @@
  *
  * A parameter given as a list is a sweep: a method (or fingerprint) entry
  * expands to the cartesian product of its lists, each assignment checked
- * against the parameter table with sm_params_parse. Unknown keys are
+ * against the parameter table with sm_params_parse. "data" (top level, and
+ * per method entry, which wins) names the data sets methods ask for; a
+ * method receives all of them (it takes what it wants). Unknown keys are
  * errors, and every error names the field path ("grid.json:
- * methods[2].params.rank: ..."). Relative model paths are relative to the
+ * methods[2].params.rank: ..."). Relative model and data paths are relative to the
  * grid file's directory; output and work_dir to the current directory. */
 #ifndef SU_GRID_H
 #define SU_GRID_H
@@ -53,8 +57,16 @@ typedef struct su_fingerprint {
     su_pset set;
 } su_fingerprint;
 
+/* A data set handed to a removal method by name (sm_data). */
+typedef struct su_data {
+    char name[SU_TYPE_LEN];    /* e.g. "calibration", "instructions" */
+    char path[SU_PATH_LEN];    /* absolute */
+    char format[SU_TYPE_LEN];  /* a datasets/ format name, "" = guess */
+} su_data;
+
 typedef struct su_method {
     const sm_method *m;        /* registry entry, or the debug method */
+    int data_off, n_data;      /* its data sets: su_grid.data[data_off ...] */
     char label[RS_METHOD_LEN]; /* the method's name */
     char set_label[RS_KEY_LEN / 2]; /* "lora[rank=8]" when params were given */
     int entry;                 /* index in the JSON methods[] */
@@ -85,6 +97,8 @@ typedef struct su_grid {
     int n_methods;
     su_metric *metrics;
     int n_metrics;
+    su_data *data;       /* every method's data sets, one run per method entry */
+    int n_data;
     int64_t *seeds;
     int n_seeds;
     su_resources res;

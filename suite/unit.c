@@ -150,6 +150,17 @@ static int compute_identity(su_plan *p, int i, lm_err *err) {
         o += (size_t)snprintf(t + o, o < cap ? cap - o : 0,
                               "method=%s\ncode=smudge-%s\nparams=%s\n", me->m->name,
                               SMUDGE_VERSION, me->set.json);
+        for (int d = 0; d < me->n_data; d++) {
+            const su_data *x = &g->data[me->data_off + d];
+            struct stat st;
+            long long size = -1, mt = 0;
+            if (stat(x->path, &st) == 0) {
+                size = (long long)st.st_size;
+                mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+            }
+            o += (size_t)snprintf(t + o, o < cap ? cap - o : 0, "data=%s:%s:%s:%lld:%lld\n",
+                                  x->name, x->format, x->path, size, mt);
+        }
     }
     if (u->kind == SU_BASE_EVAL || u->kind == SU_EVAL) {
         metrics_spec(g, ms, sizeof ms);
@@ -316,6 +327,14 @@ int su_plan_find_key(const su_plan *p, const char *key) {
 
 int su_plan_check_executors(const su_plan *p, lm_err *err) {
     const su_grid *g = p->grid;
+    /* What the remove executor cannot supply yet: refuse now, not an hour
+     * into the run. */
+    for (int k = 0; !g->debug && k < g->n_methods; k++) {
+        const sm_method *m = g->methods[k].m;
+        if (m->needs_reference)
+            return lm_errf(err, "%s: methods[%d]: '%s' needs a reference model; not wired "
+                                "into grids yet", g->source, g->methods[k].entry, m->name);
+    }
     int seen[SU_KIND_COUNT] = {0};
     for (int i = 0; i < p->n; i++) seen[p->units[i].kind] = 1;
     for (int k = 0; k < SU_KIND_COUNT; k++) {

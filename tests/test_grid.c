@@ -499,12 +499,61 @@ static void test_templates(void) {
     CHECK(rn_write_file(out, "x", 1, &err) == 0 && access(out, X_OK) == 0, "write exec file");
 }
 
+/* Data sets for methods: top level, overridden per entry, checked, and
+ * part of the removals' hashes. */
+static void test_data(void) {
+    char a[300], b[300], text[2048];
+    snprintf(a, sizeof a, "%s/calib-a.txt", tmp_root);
+    snprintf(b, sizeof b, "%s/calib-b.txt", tmp_root);
+    FILE *f = fopen(a, "w");
+    fputs("some text\n", f);
+    fclose(f);
+    f = fopen(b, "w");
+    fputs("other text\n", f);
+    fclose(f);
+    snprintf(text, sizeof text,
+             "{" BASE_DEBUG ",\"data\":{\"calibration\":\"%s\",\"instructions\":{\"path\":\"%s\","
+             "\"format\":\"text\"}},\"methods\":[\"debug\",{\"name\":\"debug\",\"params\":{\"variant\":1},"
+             "\"data\":{\"calibration\":\"%s\"}}]}", a, a, b);
+    su_grid g;
+    if (parse(&g, text) == 0) {
+        const su_method *m0 = &g.methods[0], *m1 = &g.methods[1];
+        CHECK(m0->n_data == 2 && m1->n_data == 2, "data sets per method: %d, %d", m0->n_data, m1->n_data);
+        const char *c0 = "", *c1 = "";
+        for (int d = 0; d < m0->n_data; d++)
+            if (!strcmp(g.data[m0->data_off + d].name, "calibration")) c0 = g.data[m0->data_off + d].path;
+        for (int d = 0; d < m1->n_data; d++)
+            if (!strcmp(g.data[m1->data_off + d].name, "calibration")) c1 = g.data[m1->data_off + d].path;
+        CHECK(!strcmp(c0, a) && !strcmp(c1, b), "the entry's data wins: %s, %s", c0, c1);
+        su_grid_free(&g);
+    }
+    snprintf(text, sizeof text,
+             "{" BASE_DEBUG ",\"methods\":[{\"name\":\"debug\",\"data\":{\"calibration\":\"%s/nope\"}}]}",
+             tmp_root);
+    expect_error(text, "methods[0].data.calibration: ");
+    expect_error(text, "nope: No such file or directory");
+    snprintf(text, sizeof text,
+             "{" BASE_DEBUG ",\"data\":{\"calibration\":{\"path\":\"%s\",\"format\":\"poetry\"}},"
+             "\"methods\":[\"debug\"]}", a);
+    expect_error(text, "data.calibration.format: ");
+    snprintf(text, sizeof text, "{" BASE_DEBUG ",\"data\":{\"Calib\":\"%s\"},\"methods\":[\"debug\"]}", a);
+    expect_error(text, "data.Calib: data set names are [a-z0-9_-]+");
+    /* Another calibration file: the removals (and their evals) change. */
+    char ta[1024], tb[1024];
+    snprintf(ta, sizeof ta, "{" BASE_DEBUG ",\"metrics\":[\"fsr\"],\"data\":{\"calibration\":\"%s\"},"
+             "\"methods\":[\"debug\"]}", a);
+    snprintf(tb, sizeof tb, "{" BASE_DEBUG ",\"metrics\":[\"fsr\"],\"data\":{\"calibration\":\"%s\"},"
+             "\"methods\":[\"debug\"]}", b);
+    compare_plans(ta, tb, "/debug/s1/debug", 2);
+}
+
 int main(void) {
     snprintf(tmp_root, sizeof tmp_root, "/tmp/smudge-test-grid.XXXXXX");
     if (!mkdtemp(tmp_root)) SKIP("cannot create a temporary directory");
     test_validation();
     test_sweeps_and_canonical();
     test_dag();
+    test_data();
     test_codec();
     test_execute_debug();
     test_execute_none();
