@@ -407,6 +407,11 @@ static int run_main(const run_args *a, run_summary *sum) {
         store_path = shard_tmp;
     }
     int n_done = 0, n_recovered = 0;
+    if (rank == 0 && ok) {
+        int swept = su_work_dir_sweep(c.work_dir);
+        if (swept) fprintf(stderr, "smudge run: removed %d unfinished artifact%s of killed "
+                                   "runs from %s\n", swept, swept > 1 ? "s" : "", c.work_dir);
+    }
     if (rank == 0 && ok && !a->no_store) {
         if (prepare_results(&c, store_path, a->fresh, shard, active, done, size, argc, argv,
                             &n_done, &n_recovered, &err)) {

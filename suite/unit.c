@@ -13,9 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+static void rm_rf(const char *path);
 
 static const char *const kind_names[SU_KIND_COUNT] = {
     "base-eval", "implant", "prepare", "remove", "eval"};
@@ -446,6 +449,54 @@ int su_artifact_model(const char *dir, char *out, size_t cap, lm_err *err) {
     snprintf(out, cap, "%s", text);
     free(text);
     return 0;
+}
+
+/* A zombie (exited, not yet reaped by init) counts as dead. */
+static int process_alive(pid_t pid) {
+    if (kill(pid, 0) != 0 && errno == ESRCH) return 0;
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 1; /* cannot tell: keep it */
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *close = strrchr(buf, ')');
+    return !(close && close[1] == ' ' && close[2] == 'Z');
+}
+
+int su_work_dir_sweep(const char *work_dir) {
+    char host[RS_HOST_LEN];
+    if (gethostname(host, sizeof host)) return 0;
+    host[sizeof host - 1] = '\0';
+    int removed = 0;
+    for (int k = 0; k < SU_KIND_COUNT; k++) {
+        char dir[SU_PATH_LEN + 64];
+        snprintf(dir, sizeof dir, "%s/%s", work_dir, su_kind_name((su_kind)k));
+        DIR *d = opendir(dir);
+        if (!d) continue;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            /* <hash>.tmp.<host>.<pid> or <hash>.old.<pid> */
+            const char *t = strstr(e->d_name, ".tmp.");
+            const char *o = strstr(e->d_name, ".old.");
+            const char *dot = strrchr(e->d_name, '.');
+            if ((!t && !o) || !dot) continue;
+            if (t) {
+                size_t hl = strlen(host);
+                if (strncmp(t + 5, host, hl) != 0 || t + 5 + hl != dot) continue;
+            }
+            char *end;
+            long pid = strtol(dot + 1, &end, 10);
+            if (*end || pid <= 0 || process_alive((pid_t)pid)) continue;
+            char full[2 * SU_PATH_LEN];
+            snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+            rm_rf(full);
+            removed++;
+        }
+        closedir(d);
+    }
+    return removed;
 }
 
 /* ---- rows ---- */

@@ -133,6 +133,10 @@ int su_artifact_ref_model(const char *dir, const char *model_path, lm_err *err);
  * path written in dir/model.ref. */
 int su_artifact_model(const char *dir, char *out, size_t cap, lm_err *err);
 
+/* Removes temporary directories this host's dead processes left in
+ * work_dir (a killed unit's <hash>.tmp.<host>.<pid>); returns how many. */
+int su_work_dir_sweep(const char *work_dir);
+
 /* key, hash, stage, model, fingerprint, method, params and seed of u. */
 void su_row_identity(const su_plan *p, int u, rs_row *row);
 /* The outcome part of a row as JSON and back (the child-to-coordinator

@@ -97,13 +97,15 @@ grep -q '"variant": \[1, 5\]' changed.json || fail "could not edit the grid"
 
 # Units finished before the kill (done lines up to $1) never start again
 # after it; every unit finished exactly once overall; the results are complete.
-check_no_recompute() { # lines-before-rerun results-file units
+check_no_recompute() { # lines-before-rerun results-file units work-dir
     head -n "$1" "$SMUDGE_DEBUG_LOG" | awk '$1 == "done" {print $2}' | sort -u >before
     tail -n +"$(($1 + 1))" "$SMUDGE_DEBUG_LOG" | awk '$1 == "start" {print $2}' | sort -u >after
     [ -z "$(comm -12 before after)" ] || fail "finished units ran again: $(comm -12 before after | head -3)"
     [ "$(awk '$1 == "done"' "$SMUDGE_DEBUG_LOG" | wc -l)" -le "$3" ] || fail "a unit finished twice"
     [ "$(count "$2" ok)" -eq "$3" ] || fail "$2: $(count "$2" ok) ok rows, not $3"
     "$SMUDGE" results check "$2" >/dev/null
+    # The killed units' temporary directories were swept at the rerun.
+    ! find "$4" -name '*.tmp.*' | grep -q . || fail "$4: temporary directories left behind"
 }
 cat >slow.json <<'EOF'
 {"name": "slow", "track": "debug", "models": ["m1", "m2"],
@@ -124,7 +126,7 @@ sleep 0.3 # children die with their parent (PR_SET_PDEATHSIG)
 n1=$(wc -l <"$SMUDGE_DEBUG_LOG")
 [ "$(grep -c '^done' "$SMUDGE_DEBUG_LOG")" -gt 0 ] || fail "killed before anything finished; test too fast"
 "$SMUDGE" run slow.json --out ck.h5 --work-dir w-ck 2>ck.err || { cat ck.err; fail "rerun after kill"; }
-check_no_recompute "$n1" ck.h5 62
+check_no_recompute "$n1" ck.h5 62 w-ck
 
 if [ -n "$MPIEXEC" ]; then
     rank_pid() { # grid rank: pid of that MPI rank's smudge
@@ -146,7 +148,7 @@ if [ -n "$MPIEXEC" ]; then
     n1=$(wc -l <"$SMUDGE_DEBUG_LOG")
     "$MPIEXEC" -n 3 "$SMUDGE" run slow.json --out ck-mpi.h5 --work-dir w-ck-mpi 2>ck-mpi.err ||
         { cat ck-mpi.err; fail "mpi rerun after killing rank 0"; }
-    check_no_recompute "$n1" ck-mpi.h5 62
+    check_no_recompute "$n1" ck-mpi.h5 62 w-ck-mpi
 
     # ---- a worker rank SIGKILLed without recovery: Open MPI ends the job;
     #      the rerun completes it ----
@@ -162,7 +164,7 @@ if [ -n "$MPIEXEC" ]; then
     n1=$(wc -l <"$SMUDGE_DEBUG_LOG")
     "$MPIEXEC" -n 3 "$SMUDGE" run slow.json --out wk.h5 --work-dir w-wk 2>wk.err ||
         { cat wk.err; fail "rerun after killing a worker"; }
-    check_no_recompute "$n1" wk.h5 62
+    check_no_recompute "$n1" wk.h5 62 w-wk
 
     # ---- a worker rank dies mid-grid under --enable-recovery: survived ----
     cat >kill.json <<'EOF'
