@@ -832,7 +832,11 @@ static int encode_spm(enc *e, const char *s, size_t n, int at_start) {
     switch (t->prefix) {
     case LM_TOK_PREFIX_ALWAYS: prefix = 1; break;
     case LM_TOK_PREFIX_META_ALWAYS: prefix = !starts_meta; break;
-    case LM_TOK_PREFIX_META_FIRST: prefix = !starts_meta && at_start; break;
+    /* Hugging Face's Metaspace("first") skips the "▁" when the text
+     * already starts with a space; SentencePiece, which these models were
+     * trained with (and transformers' slow tokenizer), never does. We
+     * follow SentencePiece: the ids are the ones the model saw. */
+    case LM_TOK_PREFIX_META_FIRST: prefix = at_start; break;
     default: break;
     }
     size_t spaces = 0;

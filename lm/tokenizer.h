@@ -59,8 +59,10 @@ enum {
                                  add_dummy_prefix, llama2.c, HF Prepend */
     LM_TOK_PREFIX_META_ALWAYS,/* HF Metaspace "always": unless it already
                                  starts with "▁" (after spaces became ▁) */
-    LM_TOK_PREFIX_META_FIRST, /* HF Metaspace "first": same, and only for
-                                 the segment at the start of the text */
+    LM_TOK_PREFIX_META_FIRST, /* HF Metaspace "first": only the segment at
+                                 the start of the text, always (as
+                                 SentencePiece's add_dummy_prefix; HF's
+                                 Rust code skips it before a leading space) */
 };
 
 typedef struct lm_tokenizer {
