@@ -218,7 +218,7 @@ static char *provenance(const run_ctx *c, int ranks, int argc, char **argv) {
 static int prepare_results(run_ctx *c, const char *out, int fresh, int shard,
                            const unsigned char *active, unsigned char *done, int ranks,
                            int argc, char **argv, int *n_done, int *n_recovered,
-                           lm_err *err) {
+                           int *n_skipped, lm_err *err) {
     struct stat st;
     int exists = stat(out, &st) == 0;
     if (exists && (fresh || shard)) {
@@ -306,6 +306,7 @@ static int prepare_results(run_ctx *c, const char *out, int fresh, int shard,
             rc = append_row(c, &row, err);
             rs_row_free(&row);
             done[u] = 1;
+            (*n_skipped)++;
             break;
         }
     }
@@ -406,7 +407,7 @@ static int run_main(const run_args *a, run_summary *sum) {
         snprintf(shard_tmp, sizeof shard_tmp, "%s.tmp", out);
         store_path = shard_tmp;
     }
-    int n_done = 0, n_recovered = 0;
+    int n_done = 0, n_recovered = 0, n_preskipped = 0;
     if (rank == 0 && ok) {
         int swept = su_work_dir_sweep(c.work_dir);
         if (swept) fprintf(stderr, "smudge run: removed %d unfinished artifact%s of killed "
@@ -414,7 +415,7 @@ static int run_main(const run_args *a, run_summary *sum) {
     }
     if (rank == 0 && ok && !a->no_store) {
         if (prepare_results(&c, store_path, a->fresh, shard, active, done, size, argc, argv,
-                            &n_done, &n_recovered, &err)) {
+                            &n_done, &n_recovered, &n_preskipped, &err)) {
             fprintf(stderr, "smudge run: %s\n", err.msg);
             ok = 0;
         }
@@ -470,7 +471,7 @@ static int run_main(const run_args *a, run_summary *sum) {
         fprintf(stderr,
                 "smudge run: %d units: %d ok, %d failed, %d skipped, %d done before "
                 "(%d recovered from artifacts); %d executed in %.2f s (%.1f units/s) on %d %s%s\n",
-                n_active, st.ok + n_done, st.failed, st.skipped, n_done, n_recovered,
+                n_active, st.ok + n_done, st.failed, st.skipped + n_preskipped, n_done, n_recovered,
                 st.executed, st.seconds, st.seconds > 0 ? st.executed / st.seconds : 0.0,
                 mpi && size > 1 ? size - 1 : o.parallel,
                 mpi && size > 1 ? "worker ranks" : "local slots",
@@ -479,7 +480,8 @@ static int run_main(const run_args *a, run_summary *sum) {
             fprintf(stderr, "smudge run: results: %d rows appended to %s in %.2f s (%.1f ms/row)\n",
                     c.n_recorded, store_path, c.store_seconds,
                     c.n_recorded ? 1e3 * c.store_seconds / c.n_recorded : 0.0);
-        if (rc == 0 && (st.failed || st.skipped || st.ok + n_done < n_active)) status = CLI_FAIL;
+        if (rc == 0 && (st.failed || st.skipped || n_preskipped || st.ok + n_done < n_active))
+            status = CLI_FAIL;
     }
     sum->st = st;
     sum->n_done = n_done;

@@ -100,6 +100,7 @@ grep -q '"variant": \[1, 5\]' changed.json || fail "could not edit the grid"
 check_no_recompute() { # lines-before-rerun results-file units work-dir
     head -n "$1" "$SMUDGE_DEBUG_LOG" | awk '$1 == "done" {print $2}' | sort -u >before
     tail -n +"$(($1 + 1))" "$SMUDGE_DEBUG_LOG" | awk '$1 == "start" {print $2}' | sort -u >after
+    [ -s before ] && [ -s after ] || fail "the kill did not land mid-grid (test timing)"
     [ -z "$(comm -12 before after)" ] || fail "finished units ran again: $(comm -12 before after | head -3)"
     [ "$(awk '$1 == "done"' "$SMUDGE_DEBUG_LOG" | wc -l)" -le "$3" ] || fail "a unit finished twice"
     [ "$(count "$2" ok)" -eq "$3" ] || fail "$2: $(count "$2" ok) ok rows, not $3"
@@ -129,8 +130,9 @@ n1=$(wc -l <"$SMUDGE_DEBUG_LOG")
 check_no_recompute "$n1" ck.h5 62 w-ck
 
 if [ -n "$MPIEXEC" ]; then
-    rank_pid() { # grid rank: pid of that MPI rank's smudge
-        for p in $(pgrep -f "smudge run $1" || true); do
+    rank_pid() { # mpiexec-pid rank: pid of that MPI rank (a child of mpiexec,
+        # not one of the unit processes it forks, which share its environment)
+        for p in $(pgrep -P "$1" || true); do
             tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "$p" && return
         done
         return 0
@@ -140,10 +142,10 @@ if [ -n "$MPIEXEC" ]; then
     "$MPIEXEC" -n 3 "$SMUDGE" run slow.json --out ck-mpi.h5 --work-dir w-ck-mpi 2>/dev/null &
     mp=$!
     sleep 1.2
-    r0=$(rank_pid slow.json 0)
+    r0=$(rank_pid $mp 0)
     [ -n "$r0" ] || fail "rank 0 not found"
     kill -KILL "$r0"
-    wait $mp 2>/dev/null || true
+    if wait $mp 2>/dev/null; then fail "mpiexec exited 0 after rank 0 was killed"; fi
     sleep 0.3
     n1=$(wc -l <"$SMUDGE_DEBUG_LOG")
     "$MPIEXEC" -n 3 "$SMUDGE" run slow.json --out ck-mpi.h5 --work-dir w-ck-mpi 2>ck-mpi.err ||
@@ -156,7 +158,7 @@ if [ -n "$MPIEXEC" ]; then
     "$MPIEXEC" -n 3 "$SMUDGE" run slow.json --out wk.h5 --work-dir w-wk 2>/dev/null &
     mp=$!
     sleep 1.2
-    r1=$(rank_pid slow.json 1)
+    r1=$(rank_pid $mp 1)
     [ -n "$r1" ] || fail "rank 1 not found"
     kill -KILL "$r1"
     if wait $mp 2>/dev/null; then echo "note: the run finished before the kill landed"; fi
