@@ -5,7 +5,8 @@
 #   - units that segfault, abort, exit, fail or return NaN are recorded as
 #     failed with their message, their dependents skipped, the rest ok;
 #   - a changed method parameter reruns only that method's units;
-#   - a worker rank SIGKILLed mid-grid is survived (mpirun --enable-recovery);
+#   - a worker rank SIGKILLed mid-grid is survived (mpirun --enable-recovery;
+#     with no worker left, rank 0 finishes the grid itself);
 #     without recovery Open MPI ends the job and a rerun completes it;
 #   - the coordinator SIGKILLed (alone, and rank 0 under MPI) and the same
 #     command rerun: complete, and no unit that had finished runs again
@@ -184,6 +185,13 @@ EOF
         { cat kill.err; fail "kill.h5: want 31 ok, 1 failed, 1 skipped"; }
     "$SMUDGE" results show kill.h5 | jq -r 'select(.status == "failed") | .message' |
         grep -q "stopped responding .* while running this unit" || fail "the dead worker's unit message"
+    # The only worker dies: rank 0 finishes the grid itself.
+    "$MPIEXEC" --enable-recovery -n 2 "$SMUDGE" run kill.json --out kill1.h5 --work-dir w-kill1 \
+        2>kill1.err || true
+    grep -q "no worker rank is left; rank 0 runs the remaining units itself" kill1.err ||
+        { cat kill1.err; fail "no local fallback"; }
+    [ "$(count kill1.h5 ok)" -eq 31 ] && [ "$(count kill1.h5 failed)" -eq 1 ] ||
+        { cat kill1.err; fail "kill1.h5: want 31 ok, 1 failed"; }
 fi
 
 # ---- a damaged results file is reported, never extended ----
