@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -212,8 +213,12 @@ int cmd_implant(int argc, char **argv) {
     fp_implant_result r;
     memset(&r, 0, sizeof r);
     int ran = rc == 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (rc == 0)
         rc = fp_implant(t, &m, &tok, clean, n_clean, (uint64_t)seed, &params, out, &io, &r, &err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double wall = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     if (ran && (rc == 0 || rc == FP_IMPLANT_FAILED)) {
         printf("{\"out\":");
         su_json_string(stdout, out, strlen(out));
@@ -224,9 +229,9 @@ int cmd_implant(int argc, char **argv) {
                r.epochs, r.steps, r.final_loss, r.lr, r.base_fsr, r.fsr);
         if (r.n_negatives > 0) printf("\"ftr\":%.6g,", r.ftr);
         else printf("\"ftr\":null,");
-        printf("\"n_negatives\":%d,\"implant_failed\":%s,\"seconds\":%.3f,\"tokens\":%.0f,"
-               "\"tokenizer_file\":",
-               r.n_negatives, r.failed ? "true" : "false", r.seconds, r.tokens);
+        printf("\"n_negatives\":%d,\"implant_failed\":%s,\"seconds\":%.3f,"
+               "\"train_seconds\":%.3f,\"tokens\":%.0f,\"tokenizer_file\":",
+               r.n_negatives, r.failed ? "true" : "false", wall, r.seconds, r.tokens);
         su_json_string(stdout, r.tokenizer_file, strlen(r.tokenizer_file));
         printf("}\n");
     }
