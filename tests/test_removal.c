@@ -525,6 +525,193 @@ static void test_merge_models(void) {
     lm_model_free(&other);
 }
 
+/* ---- CleanGen ---- */
+
+/* Full-forward logits after ids[0..n) (no cache: the reference loop below
+ * recomputes everything, as upstream does). */
+static void last_logits(lm_model *m, const int32_t *ids, int n, float *out) {
+    lm_acts a;
+    lm_err err;
+    if (lm_acts_build(&a, m, 1, n, 0, &err) || lm_forward(m, &a, ids, NULL, 1, n, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    memcpy(out, a.logits + (size_t)(n - 1) * m->cfg.vocab_size, m->cfg.vocab_size * sizeof(float));
+    lm_acts_free(&a);
+}
+
+static double softmax_at(const float *l, int V, int t) {
+    double mx = l[0], s = 0;
+    for (int i = 1; i < V; i++) mx = fmax(mx, l[i]);
+    for (int i = 0; i < V; i++) s += exp(l[i] - mx);
+    return exp(l[t] - mx) / s;
+}
+
+/* Upstream's cleangen.py decode loop, literally: decode with T, every k
+ * tokens check the window with R, cut at the first suspicious token and
+ * append R's argmax; EOS ends the loop (its window unchecked). */
+static int upstream_cleangen(lm_model *T, lm_model *R, const int32_t *prompt, int np, double alpha,
+                             int k, int eos, int limit, int32_t *out, int *replaced) {
+    int V = T->cfg.vocab_size, n = np, count = 0;
+    int32_t seq[128];
+    double probs[64];
+    float *lg = malloc(V * sizeof(float));
+    memcpy(seq, prompt, np * sizeof *seq);
+    *replaced = 0;
+    int32_t next = -1;
+    for (int i = 0; n - np < limit; i++) {
+        if (count && count % k == 0) {
+            int base = n - k;
+            count = 0;
+            for (int j = 0; j < k; j++) {
+                last_logits(R, seq, base + j, lg);
+                if (probs[j] / softmax_at(lg, V, seq[base + j]) >= alpha) {
+                    n = base + j;
+                    seq[n++] = next = lm_argmax(lg, V);
+                    (*replaced)++;
+                    break;
+                }
+            }
+        }
+        if (i >= 1 && next == eos) break;
+        last_logits(T, seq, n, lg);
+        next = lm_argmax(lg, V);
+        probs[count++] = softmax_at(lg, V, next);
+        seq[n++] = next;
+        if (next == eos) break;
+    }
+    free(lg);
+    int m = n - np;
+    memcpy(out, seq + np, m * sizeof *out);
+    return m;
+}
+
+static int write_cleangen_policy(lm_model *target, lm_model *ref, const char *ref_path,
+                                 const char *const *assign, int n, const char *dir,
+                                 lm_decode_policy *pol, const sm_method **me) {
+    lm_err err;
+    *me = sm_method_find("cleangen");
+    if (run_method("cleangen", target, NULL, ref, ref_path, NULL, 0, assign, n, dir, &err)) {
+        CHECK(0, "cleangen run: %s", err.msg);
+        return -1;
+    }
+    if ((*me)->build_policy(dir, target, pol, &err)) {
+        CHECK(0, "cleangen build_policy: %s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void test_cleangen_tiny(void) {
+    lm_model T, R;
+    int V = 40;
+    tiny_model(&R, V, 16, 2, 2, 2, 32, 21);
+    tiny_model(&T, V, 16, 2, 2, 2, 32, 21);
+    /* T leans towards tokens 7 and 9, which R finds no likelier than before */
+    for (int c = 0; c < 16; c++) {
+        T.lm_head->data[7 * 16 + c] *= 4.0f;
+        T.lm_head->data[9 * 16 + c] *= 3.0f;
+    }
+    char rdir[300], tdir[300], pol1[300], pol2[300];
+    tmp_path(rdir, sizeof rdir, "cg_ref");
+    tmp_path(tdir, sizeof tdir, "cg_target");
+    tmp_path(pol1, sizeof pol1, "cg_policy");
+    tmp_path(pol2, sizeof pol2, "cg_policy_self");
+    lm_err err;
+    CHECK(lm_model_save_hf(&R, rdir, &err) == 0, "%s", err.msg);
+    CHECK(lm_model_save_hf(&T, tdir, &err) == 0, "%s", err.msg);
+    static const int32_t p0[] = {1, 5, 11}, p1[] = {1, 30}, p2[] = {1, 3, 3, 8, 20, 14};
+    const int32_t *prompts[3] = {p0, p1, p2};
+    int lens[3] = {3, 2, 6};
+    enum { NEW = 24 };
+    lm_gen_opts go = {.max_new = NEW, .eos_id = 2, .stop_at_eos = 1};
+    lm_sampler_init(&go.sampler, 0.0f, 0, 1.0f, 0);
+    int32_t *plain[3], *cg[3];
+    int nplain[3], ncg[3];
+    CHECK(lm_generate(&T, prompts, lens, 3, &go, plain, nplain, &err) == 0, "%s", err.msg);
+
+    /* R = T: nothing is ever suspicious, CleanGen is greedy decoding */
+    lm_decode_policy pol;
+    const sm_method *me;
+    if (write_cleangen_policy(&T, &T, tdir, NULL, 0, pol2, &pol, &me) == 0) {
+        lm_gen_opts gp = go;
+        gp.policy = &pol;
+        CHECK(lm_generate(&T, prompts, lens, 3, &gp, cg, ncg, &err) == 0, "%s", err.msg);
+        for (int i = 0; i < 3; i++) {
+            CHECK(ncg[i] == nplain[i] && !memcmp(cg[i], plain[i], ncg[i] * sizeof(int32_t)),
+                  "prompt %d: CleanGen with the target as reference differs from greedy", i);
+            free(cg[i]);
+        }
+        long gen, rep;
+        sm_cleangen_counts(&pol, &gen, &rep);
+        CHECK(rep == 0 && gen > 0, "self-reference replaced %ld of %ld", rep, gen);
+        me->free_policy(&pol);
+    }
+
+    /* R clean: the same tokens as upstream's loop, with replacements */
+    const char *assign[] = {"alpha=3", "k=4"};
+    if (write_cleangen_policy(&T, &R, rdir, assign, 2, pol1, &pol, &me) == 0) {
+        lm_gen_opts gp = go;
+        gp.policy = &pol;
+        long total_rep = 0;
+        for (int round = 0; round < 2; round++) { /* slots reused by new prompts */
+            CHECK(lm_generate(&T, prompts, lens, 3, &gp, cg, ncg, &err) == 0, "%s", err.msg);
+            for (int i = 0; i < 3; i++) {
+                int32_t want[128];
+                int rep;
+                int n = upstream_cleangen(&T, &R, prompts[i], lens[i], 3.0, 4, 2, NEW + 8, want, &rep);
+                if (n > ncg[i]) n = ncg[i];
+                int same = ncg[i] <= NEW && !memcmp(cg[i], want, n * sizeof(int32_t));
+                CHECK(same, "round %d prompt %d: CleanGen policy and upstream's loop differ", round, i);
+                if (verbose || !same) {
+                    fprintf(stderr, "  plain   :");
+                    for (int j = 0; j < nplain[i]; j++) fprintf(stderr, " %d", plain[i][j]);
+                    fprintf(stderr, "\n  policy  :");
+                    for (int j = 0; j < ncg[i]; j++) fprintf(stderr, " %d", cg[i][j]);
+                    fprintf(stderr, "\n  upstream:");
+                    for (int j = 0; j < n; j++) fprintf(stderr, " %d", want[j]);
+                    fprintf(stderr, " (%d replaced)\n", rep);
+                }
+                if (round == 0) total_rep += rep;
+                free(cg[i]);
+            }
+            const int32_t *t = prompts[0];
+            prompts[0] = prompts[2];
+            prompts[2] = t;
+            int l = lens[0];
+            lens[0] = lens[2];
+            lens[2] = l;
+        }
+        long gen, rep;
+        sm_cleangen_counts(&pol, &gen, &rep);
+        CHECK(rep > 0 && total_rep > 0, "nothing replaced (policy %ld, upstream %ld)", rep, total_rep);
+        me->free_policy(&pol);
+    }
+    for (int i = 0; i < 3; i++) free(plain[i]);
+    /* a policy.json naming a missing reference or a bad alpha is refused */
+    FILE *f = fopen("/tmp/smudge_cg_bad.json", "w");
+    if (f) {
+        fclose(f);
+    }
+    char bad[300], pj[400];
+    tmp_path(bad, sizeof bad, "cg_bad");
+    mkdir(bad, 0755);
+    snprintf(pj, sizeof pj, "%s/policy.json", bad);
+    f = fopen(pj, "w");
+    fputs("{\"method\": \"cleangen\", \"reference\": \"/nonexistent\", \"alpha\": 20, \"k\": 4}", f);
+    fclose(f);
+    CHECK(sm_method_find("cleangen")->build_policy(bad, &T, &pol, &err) != 0 &&
+              strstr(err.msg, "/nonexistent"), "missing reference: %s", err.msg);
+    f = fopen(pj, "w");
+    fputs("{\"method\": \"cleangen\", \"reference\": \"/x\", \"alpha\": 0.5, \"k\": 4}", f);
+    fclose(f);
+    CHECK(sm_method_find("cleangen")->build_policy(bad, &T, &pol, &err) != 0 && strstr(err.msg, "alpha"),
+          "bad alpha: %s", err.msg);
+    unlink("/tmp/smudge_cg_bad.json");
+    lm_model_free(&T);
+    lm_model_free(&R);
+}
+
 int main(void) {
     verbose = getenv("SMUDGE_RM_VERBOSE") != NULL;
     be = lm_backend_cpu_new(0);
@@ -539,6 +726,8 @@ int main(void) {
     test_merge_math();
     test_merge_models();
     if (verbose) fprintf(stderr, "merging: %.1fs\n", now() - t0);
+    test_cleangen_tiny();
+    if (verbose) fprintf(stderr, "cleangen: %.1fs\n", now() - t0);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_root);
