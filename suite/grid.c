@@ -659,7 +659,9 @@ static int parse_methods(su_grid *g, const cJSON *arr, const cJSON *top_data,
             me->n_data = g->n_data - data_off;
             snprintf(me->label, sizeof me->label, "%s", m->name);
             if (!sets[s].given[0] && params && cJSON_GetArraySize(params))
-                snprintf(me->set_label, sizeof me->set_label, "%s#%d", m->name, s + 1);
+                /* Too long to show: numbered, unique across the grid. */
+                snprintf(me->set_label, sizeof me->set_label, "%s#%d", m->name,
+                         g->n_methods + s + 1);
             else if (sets[s].given[0])
                 snprintf(me->set_label, sizeof me->set_label, "%s[%s]", m->name,
                          sets[s].given);

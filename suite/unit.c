@@ -212,6 +212,10 @@ static int method_shares(const su_grid *g, int k) {
     return sm_param_bool(&g->methods[k].set.params, "shared");
 }
 
+static int cmp_key(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 int su_plan_build(su_plan *p, const su_grid *g, lm_err *err) {
     memset(p, 0, sizeof *p);
     p->grid = g;
@@ -301,12 +305,22 @@ int su_plan_build(su_plan *p, const su_grid *g, lm_err *err) {
                            : real_cost[u->kind];
     }
     /* Keys must be unique: they are how results are matched across runs. */
+    const char **keys = malloc((size_t)(p->n > 0 ? p->n : 1) * sizeof *keys);
+    if (!keys) {
+        su_plan_free(p);
+        return lm_errf(err, "out of memory");
+    }
+    for (int i = 0; i < p->n; i++) keys[i] = p->units[i].key;
+    qsort(keys, (size_t)p->n, sizeof *keys, cmp_key);
     for (int i = 1; i < p->n; i++)
-        if (!strcmp(p->units[i].key, p->units[i - 1].key)) {
-            lm_errf(err, "two units share the key '%s'", p->units[i].key);
+        if (!strcmp(keys[i], keys[i - 1])) {
+            lm_errf(err, "%s: two units share the key '%s'; give the entries distinct names "
+                         "or parameters", g->source, keys[i]);
+            free(keys);
             su_plan_free(p);
             return -1;
         }
+    free(keys);
     return 0;
 oom:
     free(prep);

@@ -117,16 +117,25 @@ cat >slow.json <<'EOF'
 EOF
 # 62 units, about 1.5 s of work on 2 slots.
 
+# Waits until $1 units have finished (so a kill lands mid-grid on slow and
+# fast machines alike).
+wait_done() {
+    for _ in $(seq 600); do
+        [ "$(grep -c '^done' "$SMUDGE_DEBUG_LOG" || true)" -ge "$1" ] && return 0
+        sleep 0.05
+    done
+    fail "fewer than $1 units finished in 30 s"
+}
+
 # ---- the coordinator SIGKILLed, alone ----
 : >"$SMUDGE_DEBUG_LOG"
 "$SMUDGE" run slow.json --out ck.h5 --work-dir w-ck 2>/dev/null &
 pid=$!
-sleep 0.6
+wait_done 15
 kill -KILL $pid
 wait $pid 2>/dev/null || true
 sleep 0.3 # children die with their parent (PR_SET_PDEATHSIG)
 n1=$(wc -l <"$SMUDGE_DEBUG_LOG")
-[ "$(grep -c '^done' "$SMUDGE_DEBUG_LOG")" -gt 0 ] || fail "killed before anything finished; test too fast"
 "$SMUDGE" run slow.json --out ck.h5 --work-dir w-ck 2>ck.err || { cat ck.err; fail "rerun after kill"; }
 check_no_recompute "$n1" ck.h5 62 w-ck
 
@@ -142,7 +151,7 @@ if [ -n "$MPIEXEC" ]; then
     : >"$SMUDGE_DEBUG_LOG"
     "$MPIEXEC" -n 3 "$SMUDGE" run slow.json --out ck-mpi.h5 --work-dir w-ck-mpi 2>/dev/null &
     mp=$!
-    sleep 1.2
+    wait_done 15
     r0=$(rank_pid $mp 0)
     [ -n "$r0" ] || fail "rank 0 not found"
     kill -KILL "$r0"
@@ -158,7 +167,7 @@ if [ -n "$MPIEXEC" ]; then
     : >"$SMUDGE_DEBUG_LOG"
     "$MPIEXEC" -n 3 "$SMUDGE" run slow.json --out wk.h5 --work-dir w-wk 2>/dev/null &
     mp=$!
-    sleep 1.2
+    wait_done 15
     r1=$(rank_pid $mp 1)
     [ -n "$r1" ] || fail "rank 1 not found"
     kill -KILL "$r1"
