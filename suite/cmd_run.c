@@ -165,7 +165,6 @@ static int load_grid(run_ctx *c, const char *path, lm_err *err) {
     if (!text) return lm_errf(err, "out of memory");
     int rc = su_grid_parse(&c->grid, text, "built-in default grid", NULL, err);
     free(text);
-
     return rc;
 }
 
