@@ -22,7 +22,6 @@
  * The policy's own T forward doubles the target's cost, on top of R's. */
 #include <errno.h>
 #include <float.h>
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
