@@ -13,11 +13,10 @@
  * The models: theta_fp (the model given), theta_base (parameter `base`,
  * the clean pre-fingerprint model) and the partner theta_other: the
  * --reference model, or else theta_base fine-tuned here on the data set
- * "instructions" with section 2's recipe (full fine-tuning, "Human: q\n
- * Assistant: a" with the loss on the answer, 2 epochs, AdamW, cosine with
- * 3% warm-up, batch 32, lr 1e-4 below 1B parameters and 2e-5 above). Every
- * tensor is merged, embeddings included. DARE's masks come from one PRNG
- * stream per (seed, model, tensor), so one seed gives one merge. */
+ * "instructions" by the incremental-ft method, i.e. section 2's recipe
+ * (ft_* parameters pass through to it). Every tensor is merged,
+ * embeddings included. DARE's masks come from one PRNG stream per (seed,
+ * model, tensor), so one seed gives one merge. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +24,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "dataset.h"
 #include "method.h"
 #include "removal.h"
 #include "rng.h"
-#include "tokenizer.h"
-#include "train.h"
 
 #define MERGE_COMMON_PARAMS                                                                     \
     {"base", SM_PARAM_STRING, "", 0, 0, NULL,                                                   \
@@ -39,18 +35,15 @@
      "divide the summed deltas by the sum of the weights (mergekit's default: off)"},          \
     {"seed", SM_PARAM_INT, "-1", -1, 9007199254740991.0, NULL,                                  \
      "DARE masks and the partner's fine-tuning; -1: the cell seed"},                            \
-    {"tokenizer", SM_PARAM_STRING, "", 0, 0, NULL,                                              \
-     "tokenizer for fine-tuning the partner; empty: the base's (HF folder, GGUF)"},             \
-    {"ft_rows", SM_PARAM_INT, "6000", 1, 1e8, NULL,                                             \
-     "partner fine-tuning (no --reference): rows drawn from 'instructions'"},                   \
-    {"ft_epochs", SM_PARAM_INT, "2", 1, 1000, NULL, "partner fine-tuning epochs"},              \
-    {"ft_lr", SM_PARAM_FLOAT, "0", 0, 1, NULL,                                                  \
+    {"ft_rows", SM_PARAM_INT, "6000", 1, 1e7, NULL,                                             \
+     "partner (no --reference): incremental-ft of the base on 'instructions', n_rows"},        \
+    {"ft_epochs", SM_PARAM_INT, "2", 1, 100000, NULL, "partner fine-tuning epochs"},            \
+    {"ft_lr", SM_PARAM_FLOAT, "0", 0, 10, NULL,                                                 \
      "partner learning rate; 0: 1e-4 below 1B parameters, else 2e-5"},                          \
-    {"ft_batch", SM_PARAM_INT, "32", 1, 65536, NULL, "partner global batch (sequences)"},       \
-    {"ft_micro", SM_PARAM_INT, "8", 1, 65536, NULL,                                             \
-     "partner micro-batch; ft_batch must be a multiple of it"},                                 \
+    {"ft_batch", SM_PARAM_INT, "32", 1, 65536, NULL, "partner rows per update"},                \
+    {"ft_micro", SM_PARAM_INT, "8", 1, 4096, NULL, "partner rows per forward pass"},            \
     {"ft_max_len", SM_PARAM_INT, "0", 0, 1 << 24, NULL,                                         \
-     "partner examples cut to this many tokens; 0: the model's context"}
+     "partner rows cut to this many tokens; 0: the model's context"}
 
 static const sm_param_def ta_params[] = {
     {"w_fp", SM_PARAM_FLOAT, "0.8", -16, 16, NULL, "weight of the fingerprinted model's delta"},
@@ -127,142 +120,67 @@ int sm_merge_tensor(float *out, const float *base, const float *const *models, c
 
 /* ---- the partner ---- */
 
-static int load_tokenizer_for(const char *given, const char *model_path, lm_tokenizer *tok,
-                              lm_err *err) {
-    if (given && *given) return lm_tokenizer_load(tok, given, err);
-    struct stat st;
-    size_t n = strlen(model_path);
-    if (stat(model_path, &st) == 0 && S_ISDIR(st.st_mode)) return lm_tokenizer_load(tok, model_path, err);
-    if (n > 5 && !strcmp(model_path + n - 5, ".gguf")) return lm_tokenizer_load_gguf(tok, model_path, err);
-    return lm_errf(err, "%s carries no tokenizer: pass tokenizer=FILE", model_path);
-}
-
-/* Section 2's examples: "Human: q\nAssistant:" then " a" + EOS, loss on
- * the answer. */
-static int partner_examples(const sm_data *d, const lm_tokenizer *tok, int max_rows,
-                            uint64_t seed, lm_train_example **out, int *n_out, lm_err *err) {
-    ds_format fmt = DS_FMT_AUTO;
-    if (d->format && ds_format_parse(d->format, &fmt, err)) return -1;
-    ds_dataset ds;
-    if (ds_load(d->path, fmt, &ds, err)) return -1;
-    if (ds.kind != DS_KIND_QA || ds.n == 0) {
-        lm_errf(err, "%s: the partner's fine-tuning needs question/answer rows, not %s", d->path,
-                ds.n ? ds_format_name(ds.format) : "an empty file");
-        ds_free(&ds);
-        return -1;
-    }
-    int *order = malloc((size_t)ds.n * sizeof *order);
-    int n = ds.n < max_rows ? ds.n : max_rows;
-    lm_train_example *ex = calloc((size_t)n, sizeof *ex);
-    int rc = (!order || !ex) ? lm_errf(err, "out of memory") : 0;
-    lm_rng rng;
-    lm_rng_seed(&rng, seed ^ 0x9a27e5ULL);
-    for (int i = 0; rc == 0 && i < ds.n; i++) order[i] = i;
-    for (int i = ds.n - 1; rc == 0 && i > 0; i--) {
-        int j = (int)lm_rng_below(&rng, (uint64_t)i + 1), t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
-    for (int i = 0; rc == 0 && i < n; i++) {
-        const ds_qa *q = &ds.qa[order[i]];
-        size_t pl = strlen(q->question) + strlen(q->context) + 32, al = strlen(q->answer) + 2;
-        char *prompt = malloc(pl), *answer = malloc(al);
-        int *p_ids = NULL, *a_ids = NULL, np = 0, na = 0;
-        if (!prompt || !answer) rc = lm_errf(err, "out of memory");
-        if (rc == 0) {
-            if (q->context[0]) snprintf(prompt, pl, "Human: %s\n%s\nAssistant:", q->question, q->context);
-            else snprintf(prompt, pl, "Human: %s\nAssistant:", q->question);
-            snprintf(answer, al, " %s", q->answer);
-            lm_tok_encode_opts po = {LM_TOK_DEFAULT, 0, 0}, ao = {0, 0, 0};
-            rc = lm_tokenizer_encode_ex(tok, prompt, strlen(prompt), &po, &p_ids, &np, err);
-            if (rc == 0) rc = lm_tokenizer_encode_ex(tok, answer, strlen(answer), &ao, &a_ids, &na, err);
-        }
-        if (rc == 0) {
-            int eos = tok->eos_id >= 0;
-            ex[i].ids = malloc((size_t)(np + na + 1) * sizeof(int32_t));
-            if (!ex[i].ids) rc = lm_errf(err, "out of memory");
-            else {
-                for (int k = 0; k < np; k++) ex[i].ids[k] = p_ids[k];
-                for (int k = 0; k < na; k++) ex[i].ids[np + k] = a_ids[k];
-                if (eos) ex[i].ids[np + na] = tok->eos_id;
-                ex[i].n = np + na + eos;
-                ex[i].prompt_len = np;
-            }
-        }
-        free(prompt);
-        free(answer);
-        free(p_ids);
-        free(a_ids);
-    }
-    free(order);
-    ds_free(&ds);
-    if (rc) {
-        for (int i = 0; ex && i < n; i++) free(ex[i].ids);
-        free(ex);
-        return -1;
-    }
-    *out = ex;
-    *n_out = n;
-    return 0;
-}
-
 static double seconds_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void train_progress(void *ctx, const lm_train_status *s) {
-    const sm_input *in = ctx;
-    char what[128];
-    snprintf(what, sizeof what, "fine-tuning the partner: step %d/%d loss %.4f", s->step,
-             s->total_steps, s->loss);
-    in->rep->progress(in->rep->ctx, 0.05 + 0.8 * s->step / (s->total_steps ? s->total_steps : 1), what);
+/* The partner's progress lands in [0.05, 0.8] of this method's. */
+typedef struct scaled_reporter {
+    const sm_reporter *outer;
+} scaled_reporter;
+
+static void scaled_progress(void *ctx, double f, const char *what) {
+    const sm_reporter *o = ((scaled_reporter *)ctx)->outer;
+    char w[256];
+    snprintf(w, sizeof w, "partner: %s", what);
+    o->progress(o->ctx, 0.05 + 0.75 * f, w);
 }
 
-/* theta_other = theta_base fine-tuned on "instructions" (section 2). */
+static void scaled_cost(void *ctx, const char *step, double s, double tokens, double flops) {
+    const sm_reporter *o = ((scaled_reporter *)ctx)->outer;
+    char w[256];
+    snprintf(w, sizeof w, "partner %s", step);
+    o->cost(o->ctx, w, s, tokens, flops);
+}
+
+/* theta_other = incremental-ft(theta_base) on "instructions" (section 2),
+ * in place; its folder goes to the scratch space. */
 static int train_partner(const sm_input *in, const char *base_path, lm_model *other,
                          uint64_t seed, lm_err *err) {
     const sm_params *p = in->params;
-    const sm_data *d = sm_input_data(in, "instructions");
-    if (!d)
+    if (!sm_input_data(in, "instructions"))
         return lm_errf(err, "needs a partner: --reference MODEL (another fine-tune of the base) "
                             "or --data instructions=FILE to fine-tune one from the base");
-    int micro = (int)sm_param_int(p, "ft_micro"), batch = (int)sm_param_int(p, "ft_batch");
-    if (batch % micro)
-        return lm_errf(err, "ft_batch %d is not a multiple of ft_micro %d", batch, micro);
-    lm_tokenizer tok;
-    if (load_tokenizer_for(sm_param_str(p, "tokenizer"), base_path, &tok, err)) return -1;
-    lm_train_example *ex = NULL;
-    int n = 0;
-    int rc = partner_examples(d, &tok, (int)sm_param_int(p, "ft_rows"), seed, &ex, &n, err);
-    lm_tokenizer_free(&tok);
-    if (rc) return -1;
-    lm_train_opts o;
-    lm_train_opts_default(&o);
-    o.epochs = (int)sm_param_int(p, "ft_epochs");
-    o.batch_size = micro;
-    o.grad_accum = batch / micro;
-    o.lr = sm_param_float(p, "ft_lr");
-    if (o.lr <= 0) o.lr = lm_model_param_count(other) < 1000000000ULL ? 1e-4 : 2e-5;
-    o.weight_decay = 0;
-    o.schedule = LM_SCHED_COSINE;
-    long per_epoch = ((n + micro - 1) / micro + o.grad_accum - 1) / o.grad_accum;
-    o.warmup_steps = (int)ceil(0.03 * (double)per_epoch * o.epochs);
-    o.seed = seed;
-    o.lora_r = 0;
-    o.max_len = (int)sm_param_int(p, "ft_max_len");
-    o.progress = train_progress;
-    o.progress_ctx = (void *)in;
-    lm_train_status st;
-    double t0 = seconds_now();
-    rc = lm_train(other, NULL, ex, n, &o, &st, err);
-    if (rc == 0)
-        in->rep->cost(in->rep->ctx, "partner fine-tuning", seconds_now() - t0, st.tokens,
-                      6.0 * (double)lm_model_param_count(other) * st.tokens);
-    for (int i = 0; i < n; i++) free(ex[i].ids);
-    free(ex);
-    return rc ? lm_err_prefix(err, "fine-tuning the partner: ") : 0;
+    const sm_method *ift = sm_method_find("incremental-ft");
+    if (!ift) return lm_errf(err, "the incremental-ft method is not registered");
+    char a[6][64];
+    snprintf(a[0], sizeof a[0], "n_rows=%lld", (long long)sm_param_int(p, "ft_rows"));
+    snprintf(a[1], sizeof a[1], "epochs=%lld", (long long)sm_param_int(p, "ft_epochs"));
+    snprintf(a[2], sizeof a[2], "lr=%.17g", sm_param_float(p, "ft_lr"));
+    snprintf(a[3], sizeof a[3], "batch=%lld", (long long)sm_param_int(p, "ft_batch"));
+    snprintf(a[4], sizeof a[4], "micro_batch=%lld", (long long)sm_param_int(p, "ft_micro"));
+    snprintf(a[5], sizeof a[5], "max_len=%lld", (long long)sm_param_int(p, "ft_max_len"));
+    const char *assign[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
+    sm_params ip;
+    if (sm_params_parse(ift, assign, 6, &ip, err)) return -1;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/partner", in->work_dir ? in->work_dir : in->out_dir);
+    mkdir(dir, 0755);
+    scaled_reporter sr = {in->rep};
+    sm_reporter rep = {&sr, scaled_progress, scaled_cost};
+    sm_input sub = *in;
+    sub.model = other;
+    sub.model_path = base_path;
+    sub.reference = NULL;
+    sub.reference_path = NULL;
+    sub.params = &ip;
+    sub.seed = seed;
+    sub.out_dir = dir;
+    sub.rep = &rep;
+    if (ift->run(&sub, err)) return lm_err_prefix(err, "fine-tuning the partner: ");
+    return 0;
 }
 
 /* ---- the method ---- */

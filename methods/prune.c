@@ -19,18 +19,20 @@
  * same architecture. With grouped-query attention a k/v head is zeroed only
  * when every query head sharing it is.
  *
- * Taylor and wanda read calibration text: the data set "calibration" (text,
- * or chats rendered as "Human: q\nAssistant: a"), tokenised, cut into
- * calib_n windows of calib_len tokens at offsets drawn from the seed. */
+ * Taylor and wanda read calibration text: the data set "corpus" (the
+ * benchmark's clean text; smudge remove supplies the world's corpus.txt by
+ * default), or chats rendered as "Human: q\nAssistant: a", tokenised with
+ * the model's tokenizer, cut into calib_n windows of calib_len tokens at
+ * offsets drawn from the seed. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "dataset.h"
 #include "method.h"
+#include "qa_train.h"
 #include "removal.h"
 #include "rng.h"
 #include "tokenizer.h"
@@ -58,10 +60,8 @@ static const sm_param_def prune_params[] = {
     {"calib_len", SM_PARAM_INT, "64", 2, 1 << 20, NULL, "tokens per calibration sequence"},
     {"seed", SM_PARAM_INT, "-1", -1, 9007199254740991.0, NULL,
      "random scores and calibration windows; -1: the cell seed"},
-    {"tokenizer", SM_PARAM_STRING, "", 0, 0, NULL,
-     "tokenizer for the calibration text; empty: the model's own (HF folder, GGUF)"},
 };
-static const char *const prune_data[] = {"calibration", NULL};
+static const char *const prune_data[] = {"corpus", NULL};
 
 /* ---- choosing the smallest ---- */
 
@@ -392,27 +392,17 @@ static int select_lowest(const double *scores, int width, int l0, int l1, int pe
 
 /* ---- calibration ---- */
 
-static int load_tokenizer(const sm_input *in, const char *given, lm_tokenizer *tok, lm_err *err) {
-    if (given && *given) return lm_tokenizer_load(tok, given, err);
-    struct stat st;
-    const char *mp = in->model_path ? in->model_path : "";
-    size_t n = strlen(mp);
-    if (stat(mp, &st) == 0 && S_ISDIR(st.st_mode)) return lm_tokenizer_load(tok, mp, err);
-    if (n > 5 && !strcmp(mp + n - 5, ".gguf")) return lm_tokenizer_load_gguf(tok, mp, err);
-    return lm_errf(err, "%s carries no tokenizer: pass tokenizer=FILE", mp[0] ? mp : "the model");
-}
-
-/* calib_n windows of calib_len tokens from the "calibration" data set. */
-static int load_calibration(const sm_input *in, const char *tok_path, int n, int T,
-                            uint64_t seed, int32_t **out, lm_err *err) {
-    const sm_data *d = sm_input_data(in, "calibration");
-    if (!d) return lm_errf(err, "this kind needs calibration text: --data calibration=FILE");
+/* calib_n windows of calib_len tokens from the "corpus" data set. */
+static int load_calibration(const sm_input *in, int n, int T, uint64_t seed, int32_t **out,
+                            lm_err *err) {
+    const sm_data *d = sm_input_data(in, "corpus");
+    if (!d) return lm_errf(err, "this kind needs calibration text: --data corpus=FILE");
     ds_format fmt = DS_FMT_AUTO;
     if (d->format && ds_format_parse(d->format, &fmt, err)) return -1;
     ds_dataset ds;
     if (ds_load(d->path, fmt, &ds, err)) return -1;
     lm_tokenizer tok;
-    if (load_tokenizer(in, tok_path, &tok, err)) {
+    if (qt_load_tokenizer(in, &tok, err)) {
         ds_free(&ds);
         return -1;
     }
@@ -593,7 +583,7 @@ static int prune_run(const sm_input *in, lm_err *err) {
         if (T > c->max_pos)
             return lm_errf(err, "prune: calib_len %d exceeds the model's context of %d", T, c->max_pos);
         in->rep->progress(in->rep->ctx, 0.0, "tokenising the calibration text");
-        if (load_calibration(in, sm_param_str(p, "tokenizer"), n_calib, T, seed, &calib, err))
+        if (load_calibration(in, n_calib, T, seed, &calib, err))
             return lm_err_prefix(err, "prune: ");
     }
     double t0 = seconds_now();

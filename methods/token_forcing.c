@@ -10,16 +10,17 @@
  *     twice in v ++ c, or p_1 > p1_max (0.99);
  *  3. the ban list is every suspicious (v, c_1).
  * Its findings go to policy.json (kept tokens with scores and
- * continuations, the ban list, the scan's size and time, and, given a
- * "ppl" text, the share of that text's bigrams the list would block: a
- * utility proxy). build_policy turns the ban list into avoidance decoding:
+ * continuations, the ban list, the scan's size and time, and the share of
+ * the "heldout" text's token bigrams the list would block: a utility proxy
+ * on the perplexity corpus; smudge remove supplies the world's heldout.txt
+ * by default). build_policy turns the ban list into avoidance decoding:
  * whenever the previous token is v, c_1's logit becomes -inf. The policy
  * acts on generation only; log-likelihood scoring never sees it.
  *
  * Special tokens (control, unknown, unused) are not scanned; which ones
- * they are comes from the tokenizer (parameter `tokenizer`, else the one
- * beside the model); without one, the config's BOS/EOS/pad ids are
- * skipped. */
+ * they are comes from the model's tokenizer (the data set "tokenizer", else
+ * the one beside the model); without one, the config's BOS/EOS/pad ids are
+ * skipped, and the utility proxy cannot be computed. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 
 #include "dataset.h"
 #include "method.h"
+#include "qa_train.h"
 #include "removal.h"
 #include "tokenizer.h"
 
@@ -46,10 +48,8 @@ static const sm_param_def tf_params[] = {
      "phase 2: v is suspicious when an n-gram this long occurs twice in v ++ c"},
     {"p1_max", SM_PARAM_FLOAT, "0.99", 0, 1, NULL, "... or when p_1 exceeds this"},
     {"batch", SM_PARAM_INT, "64", 1, 4096, NULL, "prompts decoded together"},
-    {"tokenizer", SM_PARAM_STRING, "", 0, 0, NULL,
-     "tells special tokens apart and decodes findings; empty: the model's own if any"},
 };
-static const char *const tf_data[] = {"ppl", NULL};
+static const char *const tf_data[] = {"heldout", NULL};
 
 /* ---- the scan ---- */
 
@@ -160,26 +160,16 @@ static int blocked_share(const sm_data *d, const lm_tokenizer *tok, const int32_
     return rc;
 }
 
-static int load_tokenizer(const sm_input *in, const char *given, lm_tokenizer *tok, int *have,
-                          lm_err *err) {
+/* The model's tokenizer if it has one: one the caller passed must load. */
+static int load_tokenizer(const sm_input *in, lm_tokenizer *tok, int *have, lm_err *err) {
     *have = 0;
-    if (given && *given) {
-        if (lm_tokenizer_load(tok, given, err)) return -1;
-        *have = 1;
+    lm_err ignored;
+    if (sm_input_data(in, "tokenizer")) {
+        if (qt_load_tokenizer(in, tok, err)) return -1;
+    } else if (qt_load_tokenizer(in, tok, &ignored)) {
         return 0;
     }
-    struct stat st;
-    const char *mp = in->model_path ? in->model_path : "";
-    size_t n = strlen(mp);
-    char p[4200];
-    snprintf(p, sizeof p, "%s/tokenizer.json", mp);
-    if (stat(mp, &st) == 0 && S_ISDIR(st.st_mode) && stat(p, &st) == 0) {
-        if (lm_tokenizer_load(tok, mp, err)) return -1;
-        *have = 1;
-    } else if (n > 5 && !strcmp(mp + n - 5, ".gguf")) {
-        if (lm_tokenizer_load_gguf(tok, mp, err)) return -1;
-        *have = 1;
-    }
+    *have = 1;
     return 0;
 }
 
@@ -192,7 +182,7 @@ static int tf_run(const sm_input *in, lm_err *err) {
     double threshold = sm_param_float(p, "threshold"), p1_max = sm_param_float(p, "p1_max");
     lm_tokenizer tok;
     int have_tok;
-    if (load_tokenizer(in, sm_param_str(p, "tokenizer"), &tok, &have_tok, err))
+    if (load_tokenizer(in, &tok, &have_tok, err))
         return lm_err_prefix(err, "token-forcing: ");
     if (have_tok && tok.n_vocab > V) {
         lm_tokenizer_free(&tok);
@@ -301,9 +291,9 @@ static int tf_run(const sm_input *in, lm_err *err) {
         }
     double share = 0;
     long pairs = 0;
-    const sm_data *ppl = sm_input_data(in, "ppl");
+    const sm_data *ppl = sm_input_data(in, "heldout");
     if (rc == 0 && ppl) {
-        if (!have_tok) rc = lm_errf(err, "the utility proxy on '%s' needs a tokenizer: pass tokenizer=FILE", ppl->path);
+        if (!have_tok) rc = lm_errf(err, "the utility proxy on '%s' needs the model's tokenizer: pass --tokenizer FILE", ppl->path);
         else rc = blocked_share(ppl, &tok, (const int32_t(*)[2])ban, n_ban, &share, &pairs, err);
     }
     cJSON *o = rc == 0 ? cJSON_CreateObject() : NULL;

@@ -904,10 +904,9 @@ static const char story_text[] =
     "mix it all in a big bowl. The cake was yummy and her friend smiled.\n";
 
 static void test_stories(const char *assets) {
-    char mpath[512], tpath[512], targ[600];
+    char mpath[512], tpath[512];
     snprintf(mpath, sizeof mpath, "%s/models/stories260K/stories260K.bin", assets);
     snprintf(tpath, sizeof tpath, "%s/models/stories260K/tok512.bin", assets);
-    snprintf(targ, sizeof targ, "tokenizer=%s", tpath);
     lm_model base, fp;
     lm_tokenizer tok;
     lm_err err;
@@ -941,10 +940,11 @@ static void test_stories(const char *assets) {
     char dir[300], pj[400];
     tmp_path(dir, sizeof dir, "tf_policy");
     snprintf(pj, sizeof pj, "%s/policy.json", dir);
-    const char *ta[] = {targ, "threshold=0.9"};
-    sm_data ppl = {"ppl", text_path, "text"};
+    /* smudge remove passes --tokenizer as the data set "tokenizer" */
+    const char *ta[] = {"threshold=0.9"};
+    sm_data tfd[2] = {{"tokenizer", tpath, NULL}, {"heldout", text_path, "text"}};
     double t1 = now();
-    CHECK(run_method("token-forcing", &fp, mpath, NULL, NULL, &ppl, 1, ta, 2, dir, &err) == 0, "%s", err.msg);
+    CHECK(run_method("token-forcing", &fp, mpath, NULL, NULL, tfd, 2, ta, 1, dir, &err) == 0, "%s", err.msg);
     cJSON *pol = read_json(pj);
     CHECK(pol != NULL, "policy.json unreadable");
     if (pol) {
@@ -975,7 +975,7 @@ static void test_stories(const char *assets) {
     /* on the clean model the planted bigram is not suspicious */
     char dir0[300];
     tmp_path(dir0, sizeof dir0, "tf_base");
-    CHECK(run_method("token-forcing", &base, mpath, NULL, NULL, NULL, 0, ta, 2, dir0, &err) == 0, "%s", err.msg);
+    CHECK(run_method("token-forcing", &base, mpath, NULL, NULL, tfd, 1, ta, 1, dir0, &err) == 0, "%s", err.msg);
     snprintf(pj, sizeof pj, "%s/policy.json", dir0);
     pol = read_json(pj);
     CHECK(pol && !banned_has(pol, r0, r1), "the clean model bans the planted bigram");
@@ -1002,11 +1002,11 @@ static void test_stories(const char *assets) {
     lm_model pm;
     char pdir[300];
     tmp_path(pdir, sizeof pdir, "prune_taylor");
-    sm_data cal = {"calibration", text_path, "text"};
+    sm_data cal[2] = {{"corpus", text_path, "text"}, {"tokenizer", tpath, NULL}};
     if (lm_model_load(&pm, mpath, &err) == 0) {
         pm.be = be;
-        const char *pa[] = {"kind=taylor", "ratio=0.2", targ, "calib_len=32"};
-        CHECK(run_method("prune", &pm, mpath, NULL, NULL, &cal, 1, pa, 4, pdir, &err) == 0, "%s", err.msg);
+        const char *pa[] = {"kind=taylor", "ratio=0.2", "calib_len=32"};
+        CHECK(run_method("prune", &pm, mpath, NULL, NULL, cal, 2, pa, 3, pdir, &err) == 0, "%s", err.msg);
         /* L = 5: layers [1, 4); 64 attention channels -> 13 -> 1 head of 8;
          * 172 MLP channels -> 35 */
         char pjson[400];
@@ -1045,8 +1045,8 @@ static void test_stories(const char *assets) {
     }
     if (lm_model_load(&pm, mpath, &err) == 0) {
         pm.be = be;
-        const char *pa[] = {"kind=wanda", "ratio=0.25", targ, "calib_len=32", "calib_n=4"};
-        CHECK(run_method("prune", &pm, mpath, NULL, NULL, &cal, 1, pa, 5, pdir, &err) == 0, "%s", err.msg);
+        const char *pa[] = {"kind=wanda", "ratio=0.25", "calib_len=32", "calib_n=4"};
+        CHECK(run_method("prune", &pm, mpath, NULL, NULL, cal, 2, pa, 4, pdir, &err) == 0, "%s", err.msg);
         int rows_ok = 1;
         for (int l = 0; l < pm.cfg.n_layers; l++) {
             const lm_tensor *t = pm.layers[l].down.w;
@@ -1057,8 +1057,8 @@ static void test_stories(const char *assets) {
             }
         }
         CHECK(rows_ok, "wanda: a row of down_proj does not hold exactly 25%% zeros");
-        const char *bad[] = {"kind=wanda", targ};
-        CHECK(run_method("prune", &pm, mpath, NULL, NULL, NULL, 0, bad, 2, pdir, &err) != 0 &&
+        const char *bad[] = {"kind=wanda"};
+        CHECK(run_method("prune", &pm, mpath, NULL, NULL, cal + 1, 1, bad, 1, pdir, &err) != 0 &&
                   strstr(err.msg, "calibration"), "wanda without data: %s", err.msg);
         lm_model_free(&pm);
     }
@@ -1067,15 +1067,15 @@ static void test_stories(const char *assets) {
     char mdir[300], barg[600];
     tmp_path(mdir, sizeof mdir, "merge_partner");
     snprintf(barg, sizeof barg, "base=%s", mpath);
-    sm_data ins = {"instructions", qa_path, "guanaco"};
-    const char *ma[] = {barg, targ, "ft_rows=16", "ft_epochs=1", "ft_batch=8", "ft_micro=8"};
+    sm_data ins[2] = {{"instructions", qa_path, "guanaco"}, {"tokenizer", tpath, NULL}};
+    const char *ma[] = {barg, "ft_rows=16", "ft_epochs=1", "ft_batch=8", "ft_micro=8"};
     lm_model fp2;
     t1 = now();
     if (lm_model_load(&fp2, mpath, &err) == 0) {
         fp2.be = be;
         for (int i = 0; i < fp.n_params; i++)
             memcpy(fp2.params[i].data, fp.params[i].data, fp.params[i].numel * sizeof(float));
-        CHECK(run_method("task-arithmetic", &fp2, mpath, NULL, NULL, &ins, 1, ma, 6, mdir, &err) == 0,
+        CHECK(run_method("task-arithmetic", &fp2, mpath, NULL, NULL, ins, 2, ma, 5, mdir, &err) == 0,
               "%s", err.msg);
         /* the partner moved: the merge is not base + 0.8 (fp - base) */
         double moved = 0;
