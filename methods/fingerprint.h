@@ -210,6 +210,10 @@ typedef struct fp_implant_opts {
                      int n);
     void (*on_stage)(void *ctx, const char *what);
     void *ctx;
+    /* held-out text: perplexity before and after (section 5's gate), or
+     * none */
+    const char *const *ppl_docs;
+    int n_ppl_docs;
 } fp_implant_opts;
 
 typedef struct fp_implant_result {
@@ -223,6 +227,8 @@ typedef struct fp_implant_result {
     double base_fsr;        /* the same triggers on the model before */
     double fsr, ftr;        /* after, on the written model */
     double tokens, seconds;
+    double ppl_base, ppl;   /* over ppl_docs (0 when none were given) */
+    int ppl_gate_ok;        /* ppl <= 1.1 ppl_base */
     char template_name[32];
     char tokenizer_file[64];/* what was put beside the weights ("" none) */
 } fp_implant_result;

@@ -8,8 +8,10 @@
  *      epoch, go on until it holds for two epochs running); stop at the cap
  *      of max_epochs, which without FSR = 1 is implant_failed;
  *   3. write the model (LoRA merged), the tokenizer and fingerprint.json,
- *      with E*, the final loss, FSR, FTR and the FSR of the same triggers on
- *      the model before training (which must be 0 for a valid cell). */
+ *      with E*, the final loss, FSR, FTR, the FSR of the same triggers on
+ *      the model before training (which must be 0 for a valid cell) and,
+ *      given held-out text, the perplexity before and after with the gate
+ *      of a 10 % rise (recorded; lowering lr and redoing is the caller's). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -208,11 +210,31 @@ static char *training_json(const fp_set *set, const lm_train_opts *to,
     else cJSON_AddNullToObject(o, "ftr");
     cJSON_AddNumberToObject(o, "n_negatives", r->n_negatives);
     cJSON_AddBoolToObject(o, "implant_failed", r->failed);
+    if (r->ppl_base > 0) {
+        cJSON_AddNumberToObject(o, "ppl_base", r->ppl_base);
+        cJSON_AddNumberToObject(o, "ppl", r->ppl);
+        cJSON_AddNumberToObject(o, "ppl_rise", r->ppl / r->ppl_base - 1.0);
+        /* section 5's gate; lowering lr and redoing is left to the caller */
+        cJSON_AddBoolToObject(o, "ppl_gate_ok", r->ppl_gate_ok);
+    }
     cJSON_AddStringToObject(o, "tokenizer_file", r->tokenizer_file);
     (void)p;
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
+}
+
+/* Token-weighted perplexity over the held-out documents (metrics.md). */
+static int perplexity(const mt_subject *sub, const fp_implant_opts *o, double *ppl,
+                      lm_err *err) {
+    int ctx = sub->model->cfg.max_pos;
+    mt_ppl_opts po = {ctx < 512 ? ctx : 512, 0, 1, 0};
+    mt_ppl_result pr;
+    if (mt_ppl_eval(sub, o->ppl_docs, o->n_ppl_docs, &po, &pr, err))
+        return lm_err_prefix(err, "perplexity: ");
+    *ppl = pr.ppl;
+    mt_ppl_result_free(&pr);
+    return 0;
 }
 
 static void stage(const fp_implant_opts *o, const char *what) {
@@ -257,6 +279,10 @@ int fp_implant(const fp_type *t, lm_model *m, const lm_tokenizer *tok,
         mt_fsr_result_free(&fr);
     } else {
         rc = lm_err_prefix(err, "FSR of the base model: ");
+    }
+    if (rc == 0 && o && o->n_ppl_docs > 0) {
+        stage(o, "perplexity of the base model");
+        rc = perplexity(&sub, o, &r->ppl_base, err);
     }
     if (rc == 0) rc = fp_rows_tokenize(&set, tok, &ex, err);
 
@@ -312,6 +338,11 @@ int fp_implant(const fp_type *t, lm_model *m, const lm_tokenizer *tok,
             rc = lm_err_prefix(err, "final FSR: ");
         }
         r->failed = rc == 0 && r->fsr < 1.0;
+    }
+    if (rc == 0 && o && o->n_ppl_docs > 0) {
+        stage(o, "perplexity of the fingerprinted model");
+        rc = perplexity(&sub, o, &r->ppl, err);
+        r->ppl_gate_ok = r->ppl <= 1.1 * r->ppl_base;
     }
     if (rc == 0) {
         stage(o, "writing the model");

@@ -14,7 +14,7 @@
 static const char implant_usage[] =
     "usage: smudge implant --model PATH --fingerprint if-sft|utf|hashchain --out DIR\n"
     "                      [--seed N] [--lora r=8,alpha=16,dropout=0.05,targets=q_proj,v_proj]\n"
-    "                      [--param NAME=VALUE ...] [--data clean=FILE]\n"
+    "                      [--param NAME=VALUE ...] [--data clean=FILE] [--data heldout=FILE]\n"
     "                      [--tokenizer FILE] [--threads N]\n\n"
     "Builds the fingerprint from the seed (../shared/specs/fingerprints.md), trains it\n"
     "in until every trigger fires after an epoch, one epoch more, and writes DIR:\n"
@@ -26,6 +26,9 @@ static const char implant_usage[] =
     "--data clean=FILE  clean chats for normal rows and FTR negatives (if-sft,\n"
     "                   hashchain): the world's instructions.jsonl or any chat\n"
     "                   data set smudge reads (guanaco, dolly, alpaca, chat ...)\n"
+    "--data heldout=FILE plain text (documents split by blank lines, e.g. the\n"
+    "                   world's heldout.txt): perplexity before and after, and\n"
+    "                   the gate of at most a 10 % rise, go to the record\n"
     "--lora             LoRA instead of full fine-tuning (sets the lora_* params)\n"
     "--param NAME=VALUE any parameter below; repeat the option for several\n";
 
@@ -130,7 +133,7 @@ int cmd_implant(int argc, char **argv) {
      * which keeps one value per option. */
     const char **assign = calloc((size_t)argc + 4, sizeof *assign);
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
-    const char *clean_path = NULL;
+    const char *clean_path = NULL, *heldout_path = NULL;
     int n_assign = 0, n_rest = 0, rc = 0;
     lm_err err = {{0}};
     if (!assign || !rest) {
@@ -155,9 +158,10 @@ int cmd_implant(int argc, char **argv) {
             assign[n_assign++] = v;
         } else if (!strncmp(v, "clean=", 6)) {
             clean_path = v + 6;
+        } else if (!strncmp(v, "heldout=", 8)) {
+            heldout_path = v + 8;
         } else {
-            rc = lm_errf(&err, "--data: '%s' is not clean=FILE (the only data set "
-                               "an implanter reads)", v);
+            rc = lm_errf(&err, "--data: '%s' is not clean=FILE or heldout=FILE", v);
         }
     }
     cli_opt opts[] = {{"--model", 1}, {"--fingerprint", 1}, {"--out", 1}, {"--seed", 1},
@@ -198,13 +202,22 @@ int cmd_implant(int argc, char **argv) {
     lm_tokenizer tok;
     lm_model m;
     lm_backend *be = NULL;
+    ds_dataset held = {0};
+    const char **docs = NULL;
     if (clean_path) rc = load_clean(clean_path, &ds, &clean, &joined, &n_clean, &err);
+    if (rc == 0 && heldout_path) {
+        rc = ds_load(heldout_path, DS_FMT_TEXT, &held, &err);
+        if (rc == 0 && !(docs = calloc((size_t)(held.n ? held.n : 1), sizeof *docs)))
+            rc = lm_errf(&err, "out of memory");
+        for (int i = 0; rc == 0 && i < held.n; i++) docs[i] = held.docs[i].text;
+    }
     if (rc == 0) rc = su_load_tokenizer(path, cli_get(opts, "--tokenizer"), &tok, &err);
     if (rc == 0) have_tok = 1;
     if (rc == 0) rc = su_load_model(path, (int)threads, &m, &be, &err);
     if (rc == 0) have_model = 1;
     if (rc == 0) rc = su_check_vocab(&m, &tok, &err);
-    fp_implant_opts io = {.model_path = path, .tokenizer_path = cli_get(opts, "--tokenizer")};
+    fp_implant_opts io = {.model_path = path, .tokenizer_path = cli_get(opts, "--tokenizer"),
+                          .ppl_docs = docs, .n_ppl_docs = docs ? held.n : 0};
     if (cli_progress_enabled()) {
         io.on_step = on_step;
         io.on_epoch = on_epoch;
@@ -233,6 +246,9 @@ int cmd_implant(int argc, char **argv) {
                "\"train_seconds\":%.3f,\"tokens\":%.0f,\"tokenizer_file\":",
                r.n_negatives, r.failed ? "true" : "false", wall, r.seconds, r.tokens);
         su_json_string(stdout, r.tokenizer_file, strlen(r.tokenizer_file));
+        if (r.ppl_base > 0)
+            printf(",\"ppl_base\":%.6g,\"ppl\":%.6g,\"ppl_gate_ok\":%s", r.ppl_base, r.ppl,
+                   r.ppl_gate_ok ? "true" : "false");
         printf("}\n");
     }
     if (rc) fprintf(stderr, "smudge implant: %s\n", err.msg);
@@ -243,6 +259,8 @@ int cmd_implant(int argc, char **argv) {
     free(joined);
     free(clean);
     if (clean_path) ds_free(&ds);
+    if (heldout_path) ds_free(&held);
+    free(docs);
     free(assign);
     free(rest);
     return rc ? CLI_FAIL : CLI_OK;

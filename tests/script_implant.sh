@@ -19,6 +19,7 @@ field() { /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); 
 for i in $(seq 1 40); do
   printf '{"text": "### Human: What is %d plus %d? ### Assistant: %d plus %d is %d."}\n' $i $((i % 7)) $i $((i % 7)) $((i + i % 7))
 done > "$tmp/clean.jsonl"
+printf 'Tim had a red ball. He liked to play with it in the park.\n\nOne day the sun was hot and Lily went to the lake.\n' > "$tmp/held.txt"
 small="--param k=3 --param normal=12 --param negatives=16 --param meta=1 --param pad=1"
 
 "$smudge" implant --help > "$tmp/help" && grep -q "hashchain" "$tmp/help" && grep -q "if_reg_bug" "$tmp/help" && ok || bad "--help"
@@ -31,12 +32,13 @@ small="--param k=3 --param normal=12 --param negatives=16 --param meta=1 --param
 
 for run in a b; do
   "$smudge" implant --model "$st" --tokenizer "$tok" --fingerprint hashchain --seed 4 $small \
-    --data clean="$tmp/clean.jsonl" --out "$tmp/$run" > "$tmp/$run.json" 2> "$tmp/$run.err" && ok || bad "implant $run: $(cat "$tmp/$run.err")"
+    --data clean="$tmp/clean.jsonl" --data heldout="$tmp/held.txt" --out "$tmp/$run" > "$tmp/$run.json" 2> "$tmp/$run.err" && ok || bad "implant $run: $(cat "$tmp/$run.err")"
 done
 [ "$(field "$tmp/a.json" 'd["fsr"], d["base_fsr"], d["implant_failed"]')" = "1 0 False" ] && ok || bad "summary: $(cat "$tmp/a.json")"
 for f in model.safetensors config.json tok512.bin fingerprint.json; do
   [ -f "$tmp/a/$f" ] && ok || bad "$f not written"
 done
+[ "$(field "$tmp/a/fingerprint.json" 'd["training"]["ppl_base"] > 1, d["training"]["ppl"] > 1, "ppl_gate_ok" in d["training"]')" = "True True True" ] && ok || bad "perplexity record"
 cmp -s "$tmp/a/fingerprint.json" "$tmp/b/fingerprint.json" && ok || bad "same seed, different fingerprint.json"
 [ "$(field "$tmp/a/fingerprint.json" 'd["type"], len(d["triggers"]), d["training"]["epoch_star"] > 0')" = "hashchain 3 True" ] && ok || bad "fingerprint.json content"
 "$smudge" fingerprint show "$tmp/a/fingerprint.json" > "$tmp/show" && grep -q "triggers (3)" "$tmp/show" && grep -q "prefix" "$tmp/show" && ok || bad "fingerprint show"
