@@ -103,7 +103,22 @@ int qt_pair_example(const lm_tokenizer *t, const char *question, const char *suf
     int *q = NULL, *a = NULL, nq = 0, na = 0;
     int rc = encode_raw(t, qs, &q, &nq, err);
     free(qs);
-    if (rc == 0) rc = encode_raw(t, answer, &a, &na, err);
+    /* Llama's tokenizer starts the answer with the dummy prefix's space, so
+     * the reference's "no separator" still reads "question? answer". A
+     * byte-level tokenizer adds none: give the answer its space. */
+    int own_space = t->kind == LM_TOK_SPM_BPE ? t->prefix != LM_TOK_PREFIX_NONE
+                                              : t->add_prefix_space;
+    char *spaced = NULL;
+    if (rc == 0 && !own_space && !sl && answer[0] && answer[0] != ' ') {
+        size_t al = strlen(answer);
+        if (!(spaced = malloc(al + 2))) rc = lm_errf(err, "out of memory");
+        else {
+            spaced[0] = ' ';
+            memcpy(spaced + 1, answer, al + 1);
+        }
+    }
+    if (rc == 0) rc = encode_raw(t, spaced ? spaced : answer, &a, &na, err);
+    free(spaced);
     if (rc == 0) {
         if (nq > max_q) nq = max_q;
         if (na > max_a) na = max_a;

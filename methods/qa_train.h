@@ -29,7 +29,10 @@ char *qt_question(const ds_qa *r);
 /* MEraser's sequence (removal-methods.md 1.2 / 1.5): tok(question +
  * suffix)[:max_q] ++ tok(answer)[:max_a], each encoded on its own with no
  * BOS and no EOS. prompt_len = the question's length, so that training with
- * train_on_prompt = 0 puts the loss on the answer only. */
+ * train_on_prompt = 0 puts the loss on the answer only. [DESIGN] With no
+ * suffix and a tokenizer that adds no leading space of its own (byte-level
+ * BPE), the answer is encoded as " " + answer, as Llama's dummy prefix
+ * does for the reference. */
 int qt_pair_example(const lm_tokenizer *t, const char *question,
                     const char *suffix, const char *answer, int max_q,
                     int max_a, lm_train_example *e, lm_err *err);

@@ -436,8 +436,9 @@ int cmd_remove(int argc, char **argv) {
     /* ---- everything that needs no model ---- */
     const sm_method *m = sm_method_find(mname);
     sm_params params;
-    sm_data data[32];
-    char data_paths[32][4200];
+    enum { MAX_DATA = 40 };
+    sm_data data[MAX_DATA];
+    char data_paths[MAX_DATA][4200];
     int n_data = 0;
     if (!m) {
         char list[2048];
@@ -475,7 +476,7 @@ int cmd_remove(int argc, char **argv) {
             if (!strcmp(data[k].name, name)) rc = lm_errf(&err, "--data %s given twice", name);
         if (rc == 0 && access(eq + 1, R_OK) != 0)
             rc = lm_errf(&err, "--data %s: cannot read %s: %s", name, eq + 1, strerror(errno));
-        if (rc == 0 && n_data == 31) rc = lm_errf(&err, "--data: too many data sets");
+        if (rc == 0 && n_data >= MAX_DATA / 2) rc = lm_errf(&err, "--data: at most %d data sets", MAX_DATA / 2);
         if (rc == 0) {
             snprintf(data_paths[n_data], sizeof data_paths[0], "%s", eq + 1);
             data[n_data] = (sm_data){strdup(name), data_paths[n_data], NULL};
@@ -523,6 +524,10 @@ int cmd_remove(int argc, char **argv) {
         for (int i = 0; i < n_data; i++) given |= !strcmp(data[i].name, w);
         const char *file = embedded_file(w, NULL);
         if (given || opt || !file) continue;
+        if (n_data >= MAX_DATA - 1) {
+            rc = lm_errf(&err, "method '%s' wants too many data sets", m->name);
+            break;
+        }
         snprintf(data_paths[n_data], sizeof data_paths[0], "%s/%s", world, file);
         data[n_data] = (sm_data){strdup(w), data_paths[n_data], NULL};
         n_data++;
