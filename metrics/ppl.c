@@ -68,13 +68,17 @@ int mt_ppl_eval(const mt_subject *s, const char *const *docs, int n_docs,
             for (int begin = 0;; begin += S) {
                 int end = begin + C < n ? begin + C : n;
                 int ws = end - C > 0 ? end - C : 0;
-                if (end > prev_end) {
-                    rc = score_window(s->model, (const int32_t *)ids, ws, prev_end,
+                /* A token needs at least one token of context inside its
+                 * window: with S = C the first token of each later chunk
+                 * has none and is not scored (HF's stride = context). */
+                int from = prev_end > ws + 1 ? prev_end : ws + 1;
+                if (end > from) {
+                    rc = score_window(s->model, (const int32_t *)ids, ws, from,
                                       end, lp, &nll, err);
                     if (rc) break;
-                    counted += end - prev_end;
-                    prev_end = end;
+                    counted += end - from;
                 }
+                if (end > prev_end) prev_end = end;
                 if (end == n) break;
             }
         }
