@@ -23,7 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <pthread.h>
+
 #include "backend.h"
+#include "dataset.h"
+#include "evaluate.h"
+#include "fingerprint.h"
+#include "model_io.h"
 #include "unit.h"
 #include "zoo.h"
 
@@ -152,16 +159,279 @@ static int debug_run(const su_exec *x, rs_row *row, lm_err *err) {
 
 /* ---- the real track ---- */
 
+/* The tokenizer of grid model `model` as an explicit path, or "" when the
+ * model carries its own (an HF folder with tokenizer.json, a GGUF file).
+ * A llama2.c checkpoint carries none: its tokenizer is the tokenizer.bin
+ * (or tok*.bin, as llama2.c ships tok512.bin) in the same directory. The
+ * tokenizer never changes along implant and removal, so every unit of a
+ * model uses this one. */
+static int model_tokenizer(const char *base_path, char *out, size_t cap, lm_err *err) {
+    out[0] = '\0';
+    struct stat st;
+    if (stat(base_path, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+    size_t n = strlen(base_path);
+    if (n >= 5 && !strcmp(base_path + n - 5, ".gguf")) return 0;
+    char dir[SU_PATH_LEN];
+    snprintf(dir, sizeof dir, "%s", base_path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    snprintf(out, cap, "%s/tokenizer.bin", dir);
+    if (access(out, R_OK) == 0) return 0;
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char best[256] = "";
+        while ((e = readdir(d))) {
+            size_t l = strlen(e->d_name);
+            if (!strncmp(e->d_name, "tok", 3) && l > 4 && !strcmp(e->d_name + l - 4, ".bin") &&
+                l < sizeof best && (!best[0] || strcmp(e->d_name, best) < 0))
+                snprintf(best, sizeof best, "%s", e->d_name);
+        }
+        closedir(d);
+        if (best[0]) {
+            snprintf(out, cap, "%s/%s", dir, best);
+            return 0;
+        }
+    }
+    out[0] = '\0';
+    return lm_errf(err, "%s carries no tokenizer and none (tokenizer.bin, tok*.bin) lies "
+                        "beside it", base_path);
+}
+
+/* The world a grid model's chats and evaluation data come from: its zoo
+ * recipe's, or recipe 0's for a model given by path. */
+static int model_world(const su_grid *g, int model, char *out, size_t cap, lm_err *err) {
+    const su_model *mo = &g->models[model];
+    const su_recipe *r = mo->is_path ? NULL : su_zoo_find(mo->spec);
+    return su_zoo_ensure_world(r ? r : su_zoo_at(0), NULL, out, cap, NULL, err);
+}
+
+/* Clean chats for normal rows and negatives: the grid's data set "clean"
+ * (any QA data set), else the world's instructions.jsonl. Dolly's context
+ * follows the question on a new line, as smudge implant does. */
+typedef struct clean_set {
+    ds_dataset ds;
+    fp_qa *qa;
+    char **joined;
+    int n;
+} clean_set;
+
+static void clean_free(clean_set *c) {
+    for (int i = 0; c->joined && i < c->n; i++) free(c->joined[i]);
+    free(c->joined);
+    free(c->qa);
+    ds_free(&c->ds);
+}
+
+static int clean_load(const su_grid *g, int model, clean_set *c, lm_err *err) {
+    memset(c, 0, sizeof *c);
+    char path[SU_PATH_LEN + 32];
+    ds_format fmt = DS_FMT_AUTO;
+    path[0] = '\0';
+    for (int d = 0; d < g->n_data; d++)
+        if (!strcmp(g->data[d].name, "clean")) {
+            snprintf(path, sizeof path, "%s", g->data[d].path);
+            break;
+        }
+    if (!path[0]) {
+        char world[SU_PATH_LEN];
+        if (model_world(g, model, world, sizeof world, err)) return -1;
+        snprintf(path, sizeof path, "%s/instructions.jsonl", world);
+        fmt = DS_FMT_GUANACO;
+    }
+    if (ds_load(path, fmt, &c->ds, err)) return -1;
+    if (c->ds.kind != DS_KIND_QA)
+        return lm_errf(err, "%s is a %s data set, not question/answer chats", path,
+                       ds_format_name(c->ds.format));
+    c->qa = calloc((size_t)(c->ds.n ? c->ds.n : 1), sizeof *c->qa);
+    c->joined = calloc((size_t)(c->ds.n ? c->ds.n : 1), sizeof *c->joined);
+    if (!c->qa || !c->joined) return lm_errf(err, "out of memory");
+    c->n = c->ds.n;
+    for (int i = 0; i < c->ds.n; i++) {
+        const ds_qa *r = &c->ds.qa[i];
+        const char *q = r->question ? r->question : "";
+        if (r->context && r->context[0]) {
+            size_t len = strlen(q) + strlen(r->context) + 2;
+            if (!(c->joined[i] = malloc(len))) return lm_errf(err, "out of memory");
+            snprintf(c->joined[i], len, "%s\n%s", q, r->context);
+            q = c->joined[i];
+        }
+        c->qa[i] = (fp_qa){q, r->answer ? r->answer : ""};
+    }
+    return 0;
+}
+
+static void implant_stage(void *ctx, const char *what) {
+    (void)ctx;
+    fprintf(stderr, "implant: %s\n", what);
+}
+
+static void implant_epoch(void *ctx, int epoch, double loss, double fsr, int hits, int n) {
+    (void)ctx;
+    fprintf(stderr, "implant: epoch %d loss %.4f FSR %.3f (%d/%d)\n", epoch, loss, fsr, hits,
+            n);
+}
+
 static int implant_run(const su_exec *x, rs_row *row, lm_err *err) {
     const su_grid *g = x->plan->grid;
     const su_fingerprint *f = &g->fps[x->unit->fp];
-    if (strcmp(f->type, "none") != 0)
-        return lm_errf(err, "fingerprint type '%s' has no implant executor yet", f->type);
     char path[SU_PATH_LEN];
     if (su_model_path(g, x->unit->model, x->threads, path, sizeof path, err)) return -1;
     /* "none": the fingerprinted model is the base model itself; refer to
      * it rather than copy it. */
-    return su_artifact_ref_model(x->out_dir, path, err);
+    if (!strcmp(f->type, "none")) return su_artifact_ref_model(x->out_dir, path, err);
+    const fp_type *t = fp_type_find(f->type);
+    if (!t) return lm_errf(err, "fingerprint type '%s' has no implant executor", f->type);
+    char tok_path[SU_PATH_LEN + 300];
+    if (model_tokenizer(path, tok_path, sizeof tok_path, err)) return -1;
+    clean_set clean;
+    if (clean_load(g, x->unit->model, &clean, err)) {
+        clean_free(&clean);
+        return lm_err_prefix(err, "implant %s: clean chats: ", f->type);
+    }
+    lm_tokenizer tok;
+    lm_model m;
+    lm_backend *be = NULL;
+    int have_tok = 0, have_model = 0, rc = 0;
+    rc = su_load_tokenizer(path, tok_path[0] ? tok_path : NULL, &tok, err);
+    if (rc == 0) have_tok = 1;
+    if (rc == 0) rc = su_load_model(path, x->threads, &m, &be, err);
+    if (rc == 0) have_model = 1;
+    if (rc == 0) rc = su_check_vocab(&m, &tok, err);
+    char out[SU_PATH_LEN + 32];
+    snprintf(out, sizeof out, "%s/model", x->out_dir);
+    fp_implant_opts io = {.model_path = path,
+                          .tokenizer_path = tok_path[0] ? tok_path : NULL,
+                          .on_epoch = implant_epoch,
+                          .on_stage = implant_stage};
+    fp_implant_result r;
+    memset(&r, 0, sizeof r);
+    if (rc == 0)
+        rc = fp_implant(t, &m, &tok, clean.qa, clean.n, (uint64_t)g->seeds[x->unit->seed],
+                        &f->set.params, out, &io, &r, err);
+    if (rc == FP_IMPLANT_FAILED) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        rc = lm_errf(err, "implant_failed: %s", msg);
+    } else if (rc == 0) {
+        row->tokens += (int64_t)r.tokens;
+        rc = rs_row_set_metric(row, "fsr", r.fsr, r.n_triggers, err);
+        if (rc == 0) rc = rs_row_set_metric(row, "base_fsr", r.base_fsr, r.n_triggers, err);
+        if (rc == 0 && r.n_negatives > 0)
+            rc = rs_row_set_metric(row, "ftr", r.ftr, r.n_negatives, err);
+        if (rc == 0) rc = rs_row_set_metric(row, "epochs", r.epochs, 1, err);
+        if (rc == 0) rc = rs_row_set_metric(row, "epoch_star", r.epoch_star, 1, err);
+        if (rc == 0) rc = rs_row_set_metric(row, "final_loss", r.final_loss, r.n_rows, err);
+    }
+    if (have_model) lm_model_free(&m);
+    lm_backend_cpu_free(be);
+    if (have_tok) lm_tokenizer_free(&tok);
+    clean_free(&clean);
+    return rc ? -1 : 0;
+}
+
+/* ---- evaluation ---- */
+
+/* The index of the implant unit u descends from (u itself included), or -1. */
+static int implant_of(const su_plan *p, int u) {
+    while (u >= 0) {
+        if (p->units[u].kind == SU_IMPLANT) return u;
+        int next = -1;
+        const su_unit *un = &p->units[u];
+        for (int k = 0; k < un->n_parents; k++) {
+            int par = p->parents[un->parent_off + k];
+            if (p->units[par].kind == SU_IMPLANT || p->units[par].kind == SU_REMOVE) next = par;
+        }
+        u = next;
+    }
+    return -1;
+}
+
+/* work_dir from an artifact directory work_dir/<kind>/<hash>. */
+static void work_dir_of(const char *artifact, char *out, size_t cap) {
+    snprintf(out, cap, "%s", artifact);
+    for (int k = 0; k < 2; k++) {
+        char *s = strrchr(out, '/');
+        if (s) *s = '\0';
+        else snprintf(out, cap, ".");
+    }
+}
+
+static int is_fp_metric(const char *name) { return !strcmp(name, "fsr") || !strcmp(name, "ftr"); }
+
+/* Whether su_evaluate computes this metric (grids also know e.g. asr). */
+static int eval_knows(const char *name) {
+    size_t n = strlen(name);
+    for (const char *q = su_eval_known_metrics(); *q;) {
+        const char *c = strchr(q, ',');
+        size_t len = c ? (size_t)(c - q) : strlen(q);
+        if (len == n && !strncmp(q, name, n)) return 1;
+        q = c ? c + 1 : q + len;
+    }
+    return 0;
+}
+
+static int eval_run(const su_exec *x, rs_row *row, lm_err *err) {
+    const su_plan *p = x->plan;
+    const su_grid *g = p->grid;
+    const su_unit *u = x->unit;
+    int base_eval = u->kind == SU_BASE_EVAL;
+    char model_path[SU_PATH_LEN], base[SU_PATH_LEN], tok[SU_PATH_LEN + 300];
+    char world[SU_PATH_LEN], fp_file[SU_PATH_LEN + 160], policy[SU_PATH_LEN + 32];
+    if (su_model_path(g, u->model, x->threads, base, sizeof base, err) ||
+        model_tokenizer(base, tok, sizeof tok, err) ||
+        model_world(g, u->model, world, sizeof world, err))
+        return -1;
+    if (base_eval) snprintf(model_path, sizeof model_path, "%s", base);
+    else if (su_artifact_model(x->inputs[0], model_path, sizeof model_path, err)) return -1;
+
+    /* The fingerprint the target carries (none for "none" and base-eval). */
+    fp_file[0] = '\0';
+    int imp = base_eval ? -1 : implant_of(p, u->target);
+    if (imp >= 0) {
+        char wd[SU_PATH_LEN], dir[SU_PATH_LEN + 128];
+        work_dir_of(x->inputs[0], wd, sizeof wd);
+        su_artifact_dir(p, imp, wd, dir, sizeof dir);
+        snprintf(fp_file, sizeof fp_file, "%s/model/fingerprint.json", dir);
+        if (access(fp_file, R_OK) != 0) fp_file[0] = '\0';
+    }
+    policy[0] = '\0';
+    if (!base_eval) {
+        snprintf(policy, sizeof policy, "%s/policy", x->inputs[0]);
+        struct stat st;
+        if (stat(policy, &st) != 0 || !S_ISDIR(st.st_mode)) policy[0] = '\0';
+    }
+
+    char metrics[1024] = "";
+    su_eval_opts o = {.metrics = metrics,
+                      .fingerprint = fp_file[0] ? fp_file : NULL,
+                      .tokenizer = tok[0] ? tok : NULL,
+                      .policy_dir = policy[0] ? policy : NULL,
+                      .world_dir = world,
+                      .threads = x->threads};
+    for (int i = 0; i < g->n_metrics; i++) {
+        const su_metric *me = &g->metrics[i];
+        /* fsr/ftr need the fingerprint; a clean model has none. */
+        if (is_fp_metric(me->name) && !o.fingerprint) continue;
+        if (!eval_knows(me->name)) continue; /* e.g. asr: not measured here */
+        size_t l = strlen(metrics);
+        snprintf(metrics + l, sizeof metrics - l, "%s%s", l ? "," : "", me->name);
+        if (me->dataset[0] && !is_fp_metric(me->name) && o.n_data < SU_EVAL_MAX_DATA) {
+            o.data_name[o.n_data] = me->name;
+            o.data_path[o.n_data++] = me->dataset;
+        }
+    }
+    if (!metrics[0]) return 0;
+    su_eval_result r;
+    if (su_evaluate(model_path, &o, &r, err)) return -1;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < r.n; i++)
+        rc = rs_row_set_metric(row, r.v[i].name, r.v[i].value, r.v[i].n, err);
+    if (rc == 0 && r.trigger_hits && r.n_triggers > 0)
+        rc = rs_row_add_detail(row, "fsr_per_trigger", r.trigger_hits, r.n_triggers, err);
+    su_eval_result_free(&r);
+    return rc;
 }
 
 typedef struct remove_report {
@@ -210,9 +480,6 @@ static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
     const su_grid *g = x->plan->grid;
     const su_method *me = &g->methods[x->unit->method];
     const sm_method *m = me->m;
-    if (m->needs_reference)
-        return lm_errf(err, "method '%s' needs a reference model; not wired into "
-                            "grids yet", m->name);
     char model_path[SU_PATH_LEN];
     if (su_artifact_model(x->inputs[0], model_path, sizeof model_path, err)) return -1;
     lm_backend *be = lm_backend_cpu_new(x->threads);
@@ -223,6 +490,26 @@ static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
         return lm_err_prefix(err, "loading %s: ", model_path);
     }
     model.be = be;
+    /* The reference model (merging, CleanGen): the unit's clean base model,
+     * the "other model of the same base" baseline when nothing else is
+     * given. Loaded for methods that need one; others get the path only. */
+    char ref_path[SU_PATH_LEN];
+    lm_model ref;
+    int have_ref = 0;
+    if (su_model_path(g, x->unit->model, x->threads, ref_path, sizeof ref_path, err)) {
+        lm_model_free(&model);
+        lm_backend_cpu_free(be);
+        return -1;
+    }
+    if (m->needs_reference) {
+        if (lm_model_load(&ref, ref_path, err)) {
+            lm_model_free(&model);
+            lm_backend_cpu_free(be);
+            return lm_err_prefix(err, "%s: reference %s: ", m->name, ref_path);
+        }
+        ref.be = be;
+        have_ref = 1;
+    }
     char out[SU_PATH_LEN + 32], scratch[SU_PATH_LEN + 32];
     snprintf(out, sizeof out, "%s/%s", x->out_dir,
              m->output == SM_OUT_MODEL ? "model" : "policy");
@@ -240,6 +527,8 @@ static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
     }
     sm_input in = {.model = &model,
                    .model_path = model_path,
+                   .reference = have_ref ? &ref : NULL,
+                   .reference_path = have_ref ? ref_path : NULL,
                    .data = data,
                    .n_data = n_data,
                    .params = &me->set.params,
@@ -251,6 +540,7 @@ static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
     /* Name the method, unless its message does already. */
     if (rc && strncmp(err->msg, m->name, strlen(m->name)) != 0)
         lm_err_prefix(err, "%s: ", m->name);
+    if (have_ref) lm_model_free(&ref);
     lm_model_free(&model);
     lm_backend_cpu_free(be);
     if (rc) return -1;
@@ -275,11 +565,11 @@ static const su_executor executors[] = {
     {SU_PREPARE, 1, "debug", 1, debug_run},
     {SU_REMOVE, 1, "debug", 1, debug_run},
     {SU_EVAL, 1, "debug", 1, debug_run},
-    {SU_BASE_EVAL, 0, "eval", 1, NULL},
-    {SU_IMPLANT, 0, "implant", 1, implant_run},
+    {SU_BASE_EVAL, 0, "eval", 1, eval_run},
+    {SU_IMPLANT, 0, "implant", 2, implant_run},
     {SU_PREPARE, 0, "prepare", 1, NULL},
-    {SU_REMOVE, 0, "methods-registry", 1, remove_run},
-    {SU_EVAL, 0, "eval", 1, NULL},
+    {SU_REMOVE, 0, "methods-registry", 2, remove_run},
+    {SU_EVAL, 0, "eval", 1, eval_run},
 };
 
 const su_executor *su_executor_for(su_kind kind, int debug) {
@@ -288,19 +578,42 @@ const su_executor *su_executor_for(su_kind kind, int debug) {
     return NULL;
 }
 
-static const su_fp_type fp_types[] = {
-    {"none", "no fingerprint: the base model itself (control)", NULL, 0, 0},
-    {"debug", "debug track: fake implant", debug_params, N_DEBUG_PARAMS, 1},
-};
+/* "none" and the debug type, then every fp_type of the fingerprint
+ * registry with its parameter table. The registry's tables live in other
+ * files, so they cannot sit in a static initialiser: the table is filled
+ * once (pthread_once) and never changes after. */
+#define MAX_FP_TYPES 16
+static su_fp_type fp_types[MAX_FP_TYPES];
+static int n_fp_types;
+static char fp_list_real[256];
+static pthread_once_t fp_types_once = PTHREAD_ONCE_INIT;
+
+static void fp_types_init(void) {
+    fp_types[n_fp_types++] =
+        (su_fp_type){"none", "no fingerprint: the base model itself (control)", NULL, 0, 0};
+    fp_types[n_fp_types++] =
+        (su_fp_type){"debug", "debug track: fake implant", debug_params, N_DEBUG_PARAMS, 1};
+    snprintf(fp_list_real, sizeof fp_list_real, "none");
+    for (int i = 0; i < fp_type_count() && n_fp_types < MAX_FP_TYPES; i++) {
+        const fp_type *t = fp_type_at(i);
+        fp_types[n_fp_types++] = (su_fp_type){t->name, t->description, t->params, t->n_params, 0};
+        size_t l = strlen(fp_list_real);
+        snprintf(fp_list_real + l, sizeof fp_list_real - l, ", %s", t->name);
+    }
+}
 
 const su_fp_type *su_fp_type_find(const char *name, int debug) {
-    for (size_t i = 0; i < sizeof fp_types / sizeof fp_types[0]; i++)
+    pthread_once(&fp_types_once, fp_types_init);
+    for (int i = 0; i < n_fp_types; i++)
         if (fp_types[i].debug == !!debug && !strcmp(fp_types[i].name, name))
             return &fp_types[i];
     return NULL;
 }
 
-const char *su_fp_type_list(int debug) { return debug ? "debug" : "none"; }
+const char *su_fp_type_list(int debug) {
+    pthread_once(&fp_types_once, fp_types_init);
+    return debug ? "debug" : fp_list_real;
+}
 
 /* metrics.md's names. */
 static const char *const metric_names[] = {

@@ -897,20 +897,26 @@ void su_grid_free(su_grid *g) {
 }
 
 char *su_default_grid_json(void) {
-    /* Every zoo model x fingerprint "none" x every registered removal
-     * method with its defaults x seed 1. Fingerprint types, metrics and
-     * more seeds join here as their modules land. */
+    /* Every zoo model x the three fingerprint types (IF-SFT, UTF,
+     * Chain&Hash) x every registered removal method, each with its
+     * defaults (the types and methods size themselves to a tiny model:
+     * template, learning rate, LoRA rank), x seed 1, measured on the
+     * metrics the embedded world provides. Methods that need a reference
+     * model get the unit's clean base model. */
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "name", "default");
     cJSON *models = cJSON_AddArrayToObject(root, "models");
     for (int i = 0; i < su_zoo_count(); i++)
         cJSON_AddItemToArray(models, cJSON_CreateString(su_zoo_at(i)->name));
     cJSON *fps = cJSON_AddArrayToObject(root, "fingerprints");
-    cJSON_AddItemToArray(fps, cJSON_CreateString("none"));
+    static const char *const types[] = {"if-sft", "utf", "hashchain"};
+    for (int i = 0; i < 3; i++) cJSON_AddItemToArray(fps, cJSON_CreateString(types[i]));
     cJSON *methods = cJSON_AddArrayToObject(root, "methods");
     for (int i = 0; i < sm_method_count(); i++)
         cJSON_AddItemToArray(methods, cJSON_CreateString(sm_method_at(i)->name));
-    cJSON_AddArrayToObject(root, "metrics");
+    cJSON *metrics = cJSON_AddArrayToObject(root, "metrics");
+    static const char *const names[] = {"fsr", "ftr", "ppl", "sciq", "copa", "boolq"};
+    for (int i = 0; i < 6; i++) cJSON_AddItemToArray(metrics, cJSON_CreateString(names[i]));
     cJSON *seeds = cJSON_AddArrayToObject(root, "seeds");
     cJSON_AddItemToArray(seeds, cJSON_CreateNumber(1));
     char *text = cJSON_PrintUnformatted(root);

@@ -344,14 +344,6 @@ int su_plan_find_key(const su_plan *p, const char *key) {
 
 int su_plan_check_executors(const su_plan *p, lm_err *err) {
     const su_grid *g = p->grid;
-    /* What the remove executor cannot supply yet: refuse now, not an hour
-     * into the run. */
-    for (int k = 0; !g->debug && k < g->n_methods; k++) {
-        const sm_method *m = g->methods[k].m;
-        if (m->needs_reference)
-            return lm_errf(err, "%s: methods[%d]: '%s' needs a reference model; not wired "
-                                "into grids yet", g->source, g->methods[k].entry, m->name);
-    }
     int seen[SU_KIND_COUNT] = {0};
     for (int i = 0; i < p->n; i++) seen[p->units[i].kind] = 1;
     for (int k = 0; k < SU_KIND_COUNT; k++) {
@@ -523,6 +515,12 @@ void su_row_identity(const su_plan *p, int i, rs_row *row) {
     const char *stage = su_kind_name(u->kind);
     if (u->kind == SU_BASE_EVAL) stage = RS_STAGE_BASE;
     if (u->kind == SU_EVAL) stage = u->method >= 0 ? RS_STAGE_REMOVED : RS_STAGE_FINGERPRINTED;
+    /* MEraser's output is the recovered model, or with recover=false the
+     * erased one: the stages of the paper's table. */
+    if (u->kind == SU_EVAL && u->method >= 0 && !g->debug &&
+        !strcmp(g->methods[u->method].m->name, "meraser"))
+        stage = sm_param_bool(&g->methods[u->method].set.params, "recover") ? RS_STAGE_RECOVERED
+                                                                            : RS_STAGE_ERASED;
     RS_SET(row, stage, stage);
     RS_SET(row, model, g->models[u->model].label);
     RS_SET(row, fingerprint, u->fp >= 0 ? g->fps[u->fp].label : "");

@@ -358,17 +358,23 @@ static void test_execute_none(void) {
     }
     su_plan_free(&p);
     su_grid_free(&g);
-    /* Evaluation has no real executor yet: such a grid is refused up front. */
+    /* Every real unit kind has an executor now; the fingerprint registry's
+     * types are in grids, their parameters checked. */
     snprintf(text, sizeof text,
-             "{\"models\":[\"%s\"],\"fingerprints\":[\"none\"],\"methods\":[\"none\"],\"seeds\":[1],"
-             "\"metrics\":[\"ppl\"]}", mdir);
+             "{\"models\":[\"%s\"],\"fingerprints\":[\"none\",\"if-sft\",\"utf\",\"hashchain\"],"
+             "\"methods\":[\"none\",\"cleangen\"],\"seeds\":[1],\"metrics\":[\"ppl\",\"fsr\"]}", mdir);
     if (parse(&g, text) == 0) {
         CHECK(su_plan_build(&p, &g, &err) == 0, "%s", err.msg);
-        CHECK(su_plan_check_executors(&p, &err) != 0 && strstr(err.msg, "metrics: base-eval units"),
-              "missing evaluator not reported: %s", err.msg);
+        CHECK(su_plan_check_executors(&p, &err) == 0, "executors missing: %s", err.msg);
         su_plan_free(&p);
         su_grid_free(&g);
     }
+    snprintf(text, sizeof text,
+             "{\"models\":[\"%s\"],\"fingerprints\":[{\"type\":\"if-sft\",\"params\":{\"normal\":-3}}],"
+             "\"methods\":[\"none\"],\"seeds\":[1]}", mdir);
+    CHECK(su_grid_parse(&g, text, "g.json", NULL, &err) != 0 &&
+              strstr(err.msg, "fingerprints[0].params") && strstr(err.msg, "normal"),
+          "bad if-sft parameter not reported: %s", err.msg);
     lm_model_free(&m);
 }
 
