@@ -215,4 +215,32 @@ if "$SMUDGE" run bad.json --out bad.h5 2>bad.err; then fail "ran a bad grid"; fi
 grep -q "smoke-debug.json\|bad.json: methods\[0\].params.sleep_ms: debug: parameter 'sleep_ms' = -10 is outside" bad.err ||
     { cat bad.err; fail "bad grid message"; }
 [ ! -e bad.h5 ] || fail "a bad grid created its results file"
+
+# ---- the real track on stories260K: implant -> remove -> eval ----
+# Chain&Hash with small settings (IF-SFT does not reach FSR 1 on
+# stories260K within this test's two minutes); ppl on a small text.
+st=${SMUDGE_ASSETS:-}/models/stories260K/stories260K.bin
+if [ -n "${SMUDGE_ASSETS:-}" ] && [ -f "$st" ]; then
+    for i in $(seq 1 40); do
+        printf '{"text": "### Human: What is %d plus %d? ### Assistant: %d plus %d is %d."}\n' \
+            $i $((i % 7)) $i $((i % 7)) $((i + i % 7))
+    done >clean.jsonl
+    printf 'Once upon a time there was a little girl. She liked to play in the park.\n' >small.txt
+    cat >real.json <<EOF2
+{"name": "real-small",
+ "models": [{"name": "stories260K", "path": "$st"}],
+ "fingerprints": [{"type": "hashchain", "params": {"k": 3, "normal": 12, "negatives": 16, "meta": 1, "pad": 1}}],
+ "methods": ["none"], "data": {"clean": "clean.jsonl"},
+ "metrics": ["fsr", {"name": "ppl", "dataset": "small.txt"}], "seeds": [4]}
+EOF2
+    "$SMUDGE" run real.json --out real.h5 --work-dir w-real --no-progress 2>real.err ||
+        { cat real.err; fail "real grid run"; }
+    [ "$(count real.h5 ok)" -eq 5 ] || { cat real.err; fail "real.h5: want 5 ok units"; }
+    fsr=$("$SMUDGE" results show real.h5 | jq -r 'select(.unit_key | startswith("eval stories260K/hashchain/s4/none")) | .metrics.fsr.value' | head -n 1)
+    [ "$fsr" = 1 ] || { "$SMUDGE" results show real.h5; fail "fsr after 'none' is '$fsr', want 1"; }
+    "$SMUDGE" table real.h5 --metric fsr --layout methods >real.table 2>&1 || { cat real.table; fail "table"; }
+    grep -q "hashchain" real.table && grep -q "none" real.table || { cat real.table; fail "table lacks the fingerprint or method"; }
+else
+    echo "SKIP part: stories260K not found (SMUDGE_ASSETS)" >&2
+fi
 echo "ok"
