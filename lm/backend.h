@@ -22,6 +22,10 @@ typedef struct lm_backend {
     const char *name;
     void *ctx;
 
+    /* Threads the kernels may use from now on; returns the previous count.
+     * Tiny work (a decode step of a small model) runs faster on one. */
+    int (*set_threads)(void *ctx, int n);
+
     /* Memory the kernels may touch. On the CPU these are malloc/free. */
     void *(*alloc)(void *ctx, size_t bytes);
     void (*free)(void *ctx, void *p);

@@ -38,6 +38,16 @@ typedef struct cpu_backend {
 
 static int nthreads(void *ctx) { return ((cpu_ctx *)ctx)->threads; }
 
+static int cpu_set_threads(void *ctx, int n) {
+    cpu_ctx *c = ctx;
+    int old = c->threads;
+    if (n > 0 && n != old) {
+        c->threads = n;
+        openblas_set_num_threads(n);
+    }
+    return old;
+}
+
 /* exp(x) for any float x, written so that loops calling it vectorise
  * (glibc's expf only does under -ffast-math): Cephes' range reduction and
  * polynomial, about 1 ulp. The polynomial is evaluated in Estrin's scheme
@@ -837,6 +847,7 @@ lm_backend *lm_backend_cpu_new(int threads) {
     lm_backend *be = &cb->be;
     be->name = "cpu";
     be->ctx = &cb->ctx;
+    be->set_threads = cpu_set_threads;
     be->alloc = cpu_alloc;
     be->free = cpu_free;
     be->matmul_forward = cpu_matmul_forward;

@@ -102,6 +102,12 @@ static int forward_segments(lm_model *m, lm_kv_cache *c, const kv_segment *segs,
             return lm_errf(err, "token id %d is outside the vocabulary [0, %d)",
                            ids[i], cf->vocab_size);
 
+    /* A decode step of a small model is a chain of tiny matrix-vector
+     * products: forking a team per op costs more than it saves (and far
+     * more when the cores are shared), so such steps run on one thread. */
+    int saved_threads = -1;
+    if (N <= 4 && be->set_threads && lm_model_param_count(m) < (size_t)64 << 20)
+        saved_threads = be->set_threads(be->ctx, 1);
     float *mean = c->ln + (size_t)N * C, *rstd = mean + N;
     be->embedding_forward(be->ctx, c->x, ids, c->wpos, m->wte->data,
                           m->wpe ? m->wpe->data : NULL, N, C);
@@ -157,6 +163,7 @@ static int forward_segments(lm_model *m, lm_kv_cache *c, const kv_segment *segs,
     be->matmul_forward(be->ctx, logits, c->last, m->lm_head->data, NULL, nseg,
                        C, cf->vocab_size, 0);
     for (int s = 0; s < nseg; s++) c->len[segs[s].seq] = segs[s].start + segs[s].count;
+    if (saved_threads > 0) be->set_threads(be->ctx, saved_threads);
     return 0;
 }
 
