@@ -120,8 +120,12 @@ static int check_opts(const ds_world_opts *o, lm_err *err) {
     }
     int people = o->n_people[0] + o->n_people[1] + o->n_people[2];
     int towns = o->n_towns[0] + o->n_towns[1] + o->n_towns[2];
-    int fem = w_first_f.n * w_surnames.n, mal = w_first_m.n * w_surnames.n;
-    if ((people + 1) / 2 > (fem < mal ? fem : mal))
+    int used_f = 0, used_m = 0;
+    for (int s = 0; s < DS_SPLITS; s++) {
+        used_f += (o->n_people[s] + 1) / 2;
+        used_m += o->n_people[s] / 2;
+    }
+    if (used_f > w_first_f.n * w_surnames.n || used_m > w_first_m.n * w_surnames.n)
         return lm_errf(err, "world: %d people need more names than the lists hold", people);
     if (towns > w_town_pre.n * w_town_suf.n)
         return lm_errf(err, "world: %d towns need more names than the lists hold", towns);
@@ -151,15 +155,30 @@ int ds_world_build(const ds_world_opts *o, ds_world **out, lm_err *err) {
             w->qt[a][t][w->n_qt[a][t]++] = i;
         }
     }
-    int counts[W_KINDS][DS_SPLITS];
-    int total = 0;
+    /* the three splits, then the reading pool: the people whose names are
+     * left (both genders alike), and as many species, substances and towns
+     * as the names allow */
+    int counts[W_KINDS][W_SETS];
+    int total = 0, towns = 0, used_f = 0, used_m = 0;
     for (int s = 0; s < DS_SPLITS; s++) {
         counts[W_PERSON][s] = o->n_people[s];
         counts[W_SPECIES][s] = o->n_species[s];
         counts[W_SUBSTANCE][s] = o->n_substances[s];
         counts[W_TOWN][s] = o->n_towns[s];
-        for (int k = 0; k < W_KINDS; k++) total += counts[k][s];
+        used_f += (o->n_people[s] + 1) / 2; /* genders alternate, women first */
+        used_m += o->n_people[s] / 2;
+        towns += o->n_towns[s];
     }
+    int free_f = w_first_f.n * w_surnames.n - used_f;
+    int free_m = w_first_m.n * w_surnames.n - used_m;
+    int pool_people = 2 * (free_f < free_m ? free_f : free_m);
+    int free_towns = w_town_pre.n * w_town_suf.n - towns;
+    counts[W_PERSON][W_POOL] = pool_people < W_POOL_PEOPLE ? pool_people : W_POOL_PEOPLE;
+    counts[W_SPECIES][W_POOL] = W_POOL_SPECIES;
+    counts[W_SUBSTANCE][W_POOL] = W_POOL_SUBSTANCES;
+    counts[W_TOWN][W_POOL] = free_towns < W_POOL_TOWNS ? free_towns : W_POOL_TOWNS;
+    for (int s = 0; s < W_SETS; s++)
+        for (int k = 0; k < W_KINDS; k++) total += counts[k][s];
     w->ents = calloc((size_t)total, sizeof *w->ents);
     wordset ws = {0};
     w_hset used = {0};
@@ -189,7 +208,7 @@ int ds_world_build(const ds_world_opts *o, ds_world **out, lm_err *err) {
     w_shuffle(pm, nm, &r);
     w_shuffle(pt, nt, &r);
     int ifem = 0, imal = 0, itown = 0;
-    for (int s = 0; s < DS_SPLITS && rc == 0; s++)
+    for (int s = 0; s < W_SETS && rc == 0; s++)
         for (int k = 0; k < W_KINDS && rc == 0; k++)
             for (int i = 0; i < counts[k][s]; i++) {
                 w_ent *e = &w->ents[w->n_ents++];
@@ -218,9 +237,9 @@ int ds_world_build(const ds_world_opts *o, ds_world **out, lm_err *err) {
     free(pt);
     if (rc) goto done;
 
-    for (int s = 0; s < DS_SPLITS; s++)
+    for (int s = 0; s < W_SETS; s++)
         for (int k = 0; k < W_KINDS; k++) {
-            w->of[s][k] = malloc((size_t)counts[k][s] * sizeof(int));
+            w->of[s][k] = malloc((size_t)(counts[k][s] ? counts[k][s] : 1) * sizeof(int));
             if (!w->of[s][k]) { rc = lm_errf(err, "out of memory"); goto done; }
         }
     for (int i = 0; i < w->n_ents; i++) {
@@ -234,7 +253,7 @@ int ds_world_build(const ds_world_opts *o, ds_world **out, lm_err *err) {
             int a = w->attrs_of[e->kind][j];
             e->val[a] = w_random_value(w, &r, w_attrs[a].cls, e->split);
         }
-        if (e->kind == W_PERSON) {
+        if (e->kind == W_PERSON && e->split != W_POOL) {
             int f;
             do f = w->of[e->split][W_PERSON][w_rnd(&r, w->n_of[e->split][W_PERSON])];
             while (f == i);
@@ -247,8 +266,9 @@ int ds_world_build(const ds_world_opts *o, ds_world **out, lm_err *err) {
     }
     for (int i = 0; i < w->n_ents; i++) {
         w_ent *e = &w->ents[i];
-        w->names[e->split][w->n_names[e->split]++] = e->name;
-        if (e->kind == W_SPECIES) w->names[e->split][w->n_names[e->split]++] = e->plural;
+        int s = e->split == W_POOL ? DS_SPLIT_TRAIN : e->split; /* the pool is train-side */
+        w->names[s][w->n_names[s]++] = e->name;
+        if (e->kind == W_SPECIES) w->names[s][w->n_names[s]++] = e->plural;
     }
 done:
     free_words(&ws);
@@ -263,10 +283,9 @@ done:
 
 void ds_world_free(ds_world *w) {
     if (!w) return;
-    for (int s = 0; s < DS_SPLITS; s++) {
+    for (int s = 0; s < W_SETS; s++)
         for (int k = 0; k < W_KINDS; k++) free(w->of[s][k]);
-        free(w->names[s]);
-    }
+    for (int s = 0; s < DS_SPLITS; s++) free(w->names[s]);
     free(w->ents);
     free(w);
 }
@@ -309,7 +328,10 @@ static int write_manifest(const ds_world *w, const char *dir, lm_err *err) {
                           "\"substances\": %d, \"towns\": %d}%s\n",
                       sn[s], w->o.n_items[s], w->o.n_people[s], w->o.n_species[s],
                       w->o.n_substances[s], w->o.n_towns[s], s + 1 < DS_SPLITS ? "," : "");
-    ds_buf_puts(&b, "  }\n}\n");
+    ds_buf_printf(&b, "  },\n  \"reading_pool\": {\"people\": %d, \"species\": %d, "
+                      "\"substances\": %d, \"towns\": %d}\n}\n",
+                  w->n_of[W_POOL][W_PERSON], w->n_of[W_POOL][W_SPECIES],
+                  w->n_of[W_POOL][W_SUBSTANCE], w->n_of[W_POOL][W_TOWN]);
     char path[4096];
     snprintf(path, sizeof path, "%s/world.json", dir);
     int rc = b.oom ? lm_errf(err, "out of memory") : ds_write_file(path, b.p, b.n, err);

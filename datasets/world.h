@@ -48,7 +48,7 @@
 
 /* Bumped whenever the generator's output changes for a given seed, so
  * caches keyed on (seed, version) rebuild. */
-#define DS_WORLD_VERSION 2
+#define DS_WORLD_VERSION 3
 
 enum { DS_SPLIT_TRAIN, DS_SPLIT_VALID, DS_SPLIT_TEST, DS_SPLITS };
 
@@ -81,7 +81,9 @@ int ds_world_write(const ds_world *w, const char *dir, ds_world_progress cb,
 
 /* The names of the split's entities as they appear in text (people's full
  * names, species singular and plural, substances, towns), for tests that
- * check splits stay apart. The array and strings belong to the world. */
+ * check splits stay apart; train includes the reading pool (entities of
+ * the corpus's reading exercises and of the train items, whose facts are
+ * drawn afresh for each use). The array and strings belong to the world. */
 int ds_world_names(const ds_world *w, int split, const char *const **names,
                    int *n);
 

@@ -147,12 +147,13 @@ static int doc_task(const ds_world *w, lm_rng *r, int task, ds_buf *b) {
  * false value, so what decides the answer is the passage. */
 static void doc_read(const ds_world *w, lm_rng *r, ds_buf *b) {
     int kind = w_random_kind(r);
-    const w_ent *e = w_random_ent(w, r, DS_SPLIT_TRAIN, kind);
+    w_ent te, tr;
+    const w_ent *e = w_pick_ent(w, r, W_POOL, kind, &te);
     int list[W_MAX_ATTRS], n = w->n_attrs_of[kind];
     memcpy(list, w->attrs_of[kind], (size_t)n * sizeof *list);
     w_shuffle(list, n, r);
     int k = 1 + w_rnd(r, n < 4 ? n : 4);
-    const w_ent *e2 = w_chance(r, 1, 4) ? w_rival(w, r, e, list[0]) : NULL;
+    const w_ent *e2 = w_chance(r, 1, 4) ? w_rival(w, r, e, list[0], &tr) : NULL;
     int e2_first = e2 && w_chance(r, 1, 2);
     if (e2_first) w_fact(w, b, e2, list[0], e2->val[list[0]], 0, w_pick_ti(r, e2, list[0], 1));
     int tis[W_MAX_ATTRS];
@@ -171,7 +172,7 @@ static void doc_read(const ds_world *w, lm_rng *r, ds_buf *b) {
         if (style && !yes) {
             qv = e2 && i == 0 && w_chance(r, 1, 2)
                      ? e2->val[a]
-                     : w_other_value(w, r, cls, DS_SPLIT_TRAIN, &v, 1, passage.p);
+                     : w_other_value(w, r, cls, W_POOL, &v, 1, passage.p);
             if (qv < 0) continue;
         }
         int again = 0; /* never the same question twice */

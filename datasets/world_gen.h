@@ -18,6 +18,18 @@
 #define W_MAX_ATTRS 24
 #define W_MAX_TPL 8
 
+/* Besides the three splits, a reading pool: train-side entities whose
+ * attribute values are drawn afresh every time one is used (w_pick_ent).
+ * Reading exercises and train-split items are about them, so nothing in
+ * those texts can be answered from memory: the model has to read, as it
+ * must for the test split's never-seen entities. */
+#define W_POOL DS_SPLITS
+#define W_SETS (DS_SPLITS + 1)
+#define W_POOL_PEOPLE 600
+#define W_POOL_SPECIES 300
+#define W_POOL_SUBSTANCES 150
+#define W_POOL_TOWNS 40
+
 typedef struct w_ent {
     int kind, split;
     int female;                 /* people */
@@ -32,8 +44,8 @@ struct ds_world {
     ds_world_opts o;
     w_ent *ents;
     int n_ents;
-    int *of[DS_SPLITS][W_KINDS];        /* entity indices by split and kind */
-    int n_of[DS_SPLITS][W_KINDS];
+    int *of[W_SETS][W_KINDS];           /* entity indices by split (or pool) and kind */
+    int n_of[W_SETS][W_KINDS];
     int attrs_of[W_KINDS][W_MAX_ATTRS]; /* attribute ids by kind */
     int n_attrs_of[W_KINDS];
     /* question templates of each attribute by MEraser type */
@@ -114,6 +126,9 @@ int w_random_value(const ds_world *w, lm_rng *r, int cls, int split);
 int w_other_value(const ds_world *w, lm_rng *r, int cls, int split,
                   const int *not, int n_not, const char *avoid);
 const w_ent *w_random_ent(const ds_world *w, lm_rng *r, int split, int kind);
+/* The same, except that a pool entity comes back as a copy in *tmp with
+ * every attribute value drawn afresh. */
+const w_ent *w_pick_ent(const ds_world *w, lm_rng *r, int split, int kind, w_ent *tmp);
 /* Kinds weighted for questions: people 40, species 35, substances 15, towns 10. */
 int w_random_kind(lm_rng *r);
 int w_random_attr(const ds_world *w, lm_rng *r, int kind);
@@ -125,8 +140,9 @@ void w_fact(const ds_world *w, ds_buf *b, const w_ent *e, int a, int v, int pron
 int w_pick_ti(lm_rng *r, const w_ent *e, int a, int first);
 int w_about(const ds_world *w, lm_rng *r, ds_buf *b, const w_ent *e, int a, int va,
             int n_extra);
-/* Another entity of e's split and kind whose value of a differs, or NULL. */
-const w_ent *w_rival(const ds_world *w, lm_rng *r, const w_ent *e, int a);
+/* Another entity of e's split and kind whose value of a differs, or NULL;
+ * pool rivals are drawn into *tmp. */
+const w_ent *w_rival(const ds_world *w, lm_rng *r, const w_ent *e, int a, w_ent *tmp);
 void w_event(ds_buf *b, const w_rule *ru, const char *thing, const w_ent *e, int effect,
              int pron, int capital, int period);
 /* A rule of another theme than rule ri. */

@@ -1,6 +1,7 @@
 /* The task items of the world, written as JSON in the real files' formats
  * (SciQ, SuperGLUE COPA, RTE, BoolQ, WSC), and the harness prompt of an
- * item for the corpus. Items of a split only name entities of that split. */
+ * item for the corpus. Items of the valid and test splits only name
+ * entities of that split; train items name the reading pool's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,11 +47,12 @@ static void put_distractors(lm_rng *r, item_bufs *x, const char *d[3]) {
 /* An attribute question: "Where does Anna Stone live?" -> a town. */
 static int sciq_attr(const ds_world *w, lm_rng *r, int split, item_bufs *x) {
     int kind = w_random_kind(r);
-    const w_ent *e = w_random_ent(w, r, split, kind);
+    w_ent te, tr;
+    const w_ent *e = w_pick_ent(w, r, split, kind, &te);
     int a = w_random_attr(w, r, kind);
     int cls = w_attrs[a].cls;
     if (w_n_values(w, cls, split) < 4) return -1;
-    const w_ent *e2 = w_chance(r, 1, 4) ? w_rival(w, r, e, a) : NULL;
+    const w_ent *e2 = w_chance(r, 1, 4) ? w_rival(w, r, e, a, &tr) : NULL;
     int n_extra = w_rnd(r, 3);
     if (e2 && w_chance(r, 1, 2)) {
         w_about(w, r, &x->s, e2, a, e2->val[a], w_rnd(r, 2));
@@ -92,12 +94,14 @@ static void define_block(const ds_world *w, lm_rng *r, ds_buf *b, const w_ent *e
 
 /* "Small animals that live in the forest and eat seeds are called what?" */
 static int sciq_define(const ds_world *w, lm_rng *r, int split, item_bufs *x) {
-    const w_ent *e = w_random_ent(w, r, split, W_SPECIES), *e2 = NULL;
+    w_ent te, tr;
+    const w_ent *e = w_pick_ent(w, r, split, W_SPECIES, &te), *e2 = NULL;
     if (w_chance(r, 1, 2))
         for (int t = 0; t < 20 && !e2; t++) {
-            const w_ent *c = w_random_ent(w, r, split, W_SPECIES);
-            if (c != e && (c->val[W_A_SP_HABITAT] != e->val[W_A_SP_HABITAT] ||
-                           c->val[W_A_SP_DIET] != e->val[W_A_SP_DIET]))
+            const w_ent *c = w_pick_ent(w, r, split, W_SPECIES, &tr);
+            if (strcmp(c->name, e->name) != 0 &&
+                (c->val[W_A_SP_HABITAT] != e->val[W_A_SP_HABITAT] ||
+                 c->val[W_A_SP_DIET] != e->val[W_A_SP_DIET]))
                 e2 = c;
         }
     int e2_first = e2 && w_chance(r, 1, 2);
@@ -115,7 +119,7 @@ static int sciq_define(const ds_world *w, lm_rng *r, int split, item_bufs *x) {
     if (e2) d[nd++] = e2->plural;
     for (int t = 0; t < 200 && nd < 3; t++) {
         const w_ent *c = w_random_ent(w, r, split, W_SPECIES);
-        if (c == e || c->val[W_A_SP_HABITAT] == e->val[W_A_SP_HABITAT]) continue;
+        if (!strcmp(c->name, e->name) || c->val[W_A_SP_HABITAT] == e->val[W_A_SP_HABITAT]) continue;
         int dup = 0;
         for (int i = 0; i < nd; i++) dup |= strcmp(d[i], c->plural) == 0;
         if (!dup && !w_has_word(ds_buf_cstr(&x->s), c->plural)) d[nd++] = c->plural;
@@ -127,8 +131,9 @@ static int sciq_define(const ds_world *w, lm_rng *r, int split, item_bufs *x) {
 
 /* "Who is a baker?" -> the person of the support with that job. */
 static int sciq_who(const ds_world *w, lm_rng *r, int split, item_bufs *x) {
-    const w_ent *e = w_random_ent(w, r, split, W_PERSON);
-    const w_ent *e2 = w_chance(r, 1, 2) ? w_rival(w, r, e, W_A_JOB) : NULL;
+    w_ent te, tr;
+    const w_ent *e = w_pick_ent(w, r, split, W_PERSON, &te);
+    const w_ent *e2 = w_chance(r, 1, 2) ? w_rival(w, r, e, W_A_JOB, &tr) : NULL;
     if (e2 && w_chance(r, 1, 2)) {
         w_about(w, r, &x->s, e2, W_A_JOB, e2->val[W_A_JOB], w_rnd(r, 2));
         w_about(w, r, &x->s, e, W_A_JOB, e->val[W_A_JOB], 1 + w_rnd(r, 2));
@@ -146,7 +151,7 @@ static int sciq_who(const ds_world *w, lm_rng *r, int split, item_bufs *x) {
     if (e2) d[nd++] = e2->name;
     for (int tries = 0; tries < 200 && nd < 3; tries++) {
         const w_ent *c = w_random_ent(w, r, split, W_PERSON);
-        if (c == e || c->val[W_A_JOB] == e->val[W_A_JOB]) continue;
+        if (!strcmp(c->name, e->name) || c->val[W_A_JOB] == e->val[W_A_JOB]) continue;
         int dup = 0;
         for (int i = 0; i < nd; i++) dup |= strcmp(d[i], c->name) == 0;
         if (!dup && !w_has_word(ds_buf_cstr(&x->s), c->name)) d[nd++] = c->name;
@@ -182,12 +187,13 @@ static int gen_sciq(const ds_world *w, lm_rng *r, int split, int label, ds_buf *
  * value asked about is the true one (label 1) or a false one: the rival's
  * half of the time when there is one, else one absent from the passage. */
 static int passage_and_value(const ds_world *w, lm_rng *r, int split, int label,
-                             int trap_den, int n_extra, ds_buf *p, const w_ent **pe,
-                             int *pa, int *pv, int *ti) {
+                             int trap_den, int n_extra, ds_buf *p, w_ent *te,
+                             const w_ent **pe, int *pa, int *pv, int *ti) {
     int kind = w_random_kind(r);
-    const w_ent *e = w_random_ent(w, r, split, kind);
+    w_ent tr;
+    const w_ent *e = w_pick_ent(w, r, split, kind, te);
     int a = w_random_attr(w, r, kind), cls = w_attrs[a].cls;
-    const w_ent *e2 = w_chance(r, 1, trap_den) ? w_rival(w, r, e, a) : NULL;
+    const w_ent *e2 = w_chance(r, 1, trap_den) ? w_rival(w, r, e, a, &tr) : NULL;
     if (e2 && w_chance(r, 1, 2)) {
         w_about(w, r, p, e2, a, e2->val[a], w_rnd(r, 2));
         *ti = w_about(w, r, p, e, a, e->val[a], n_extra);
@@ -209,9 +215,10 @@ static int passage_and_value(const ds_world *w, lm_rng *r, int split, int label,
 
 static int gen_boolq(const ds_world *w, lm_rng *r, int split, int label, ds_buf *out) {
     ds_buf p = {0}, q = {0};
+    w_ent te;
     const w_ent *e;
     int a, v, ti;
-    int rc = passage_and_value(w, r, split, label, 4, w_rnd(r, 3), &p, &e, &a, &v, &ti);
+    int rc = passage_and_value(w, r, split, label, 4, w_rnd(r, 3), &p, &te, &e, &a, &v, &ti);
     if (rc == 0) {
         w_slots s = {0};
         w_vtxt t;
@@ -230,9 +237,10 @@ static int gen_boolq(const ds_world *w, lm_rng *r, int split, int label, ds_buf 
 static int gen_rte(const ds_world *w, lm_rng *r, int split, int label, ds_buf *out) {
     /* label 0 = entailment */
     ds_buf p = {0}, h = {0};
+    w_ent te;
     const w_ent *e;
     int a, v, ti;
-    int rc = passage_and_value(w, r, split, label == 0, 4, w_rnd(r, 2), &p, &e, &a, &v, &ti);
+    int rc = passage_and_value(w, r, split, label == 0, 4, w_rnd(r, 2), &p, &te, &e, &a, &v, &ti);
     if (rc == 0) {
         int n = w_n_strs(w_attrs[a].facts);
         int hi = n > 1 ? (ti + 1 + w_rnd(r, n - 1)) % n : 0; /* another phrasing */
@@ -377,9 +385,11 @@ static const char *split_file(int task, int split) {
 /* One item as a JSON object, its label drawn by the caller. */
 int w_one_item(const ds_world *w, lm_rng *r, int task, int split, int label, long idx,
                w_hset *seen, ds_buf *out) {
+    /* train items are about the reading pool: answerable only by reading */
+    int from = split == DS_SPLIT_TRAIN ? W_POOL : split;
     for (int tries = 0; tries < 100; tries++) {
         size_t st = out->n;
-        if (tasks[task].gen(w, r, split, label, out) == 0 && !out->oom) {
+        if (tasks[task].gen(w, r, from, label, out) == 0 && !out->oom) {
             int fresh = seen ? w_hset_add(seen, w_fnv(out->p + st, out->n - st)) : 1;
             if (fresh < 0) return -1;
             if (fresh) {

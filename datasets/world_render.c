@@ -141,12 +141,15 @@ void w_val_slots(const ds_world *w, int cls, int v, w_vtxt *t, w_slots *s) {
     w_put(s, "vb", t->vb);
 }
 
+/* Pool people live in train towns. */
+static int town_set(int split) { return split == W_POOL ? DS_SPLIT_TRAIN : split; }
+
 int w_n_values(const ds_world *w, int cls, int split) {
-    return cls == WC_TOWN ? w->n_of[split][W_TOWN] : w_values[cls].n;
+    return cls == WC_TOWN ? w->n_of[town_set(split)][W_TOWN] : w_values[cls].n;
 }
 
 static int value_at(const ds_world *w, int cls, int split, int k) {
-    return cls == WC_TOWN ? w->of[split][W_TOWN][k] : k;
+    return cls == WC_TOWN ? w->of[town_set(split)][W_TOWN][k] : k;
 }
 
 int w_random_value(const ds_world *w, lm_rng *r, int cls, int split) {
@@ -175,6 +178,18 @@ int w_other_value(const ds_world *w, lm_rng *r, int cls, int split,
 
 const w_ent *w_random_ent(const ds_world *w, lm_rng *r, int split, int kind) {
     return &w->ents[w->of[split][kind][w_rnd(r, w->n_of[split][kind])]];
+}
+
+const w_ent *w_pick_ent(const ds_world *w, lm_rng *r, int split, int kind, w_ent *tmp) {
+    const w_ent *x = w_random_ent(w, r, split, kind);
+    if (split != W_POOL) return x;
+    *tmp = *x;
+    for (int j = 0; j < w->n_attrs_of[kind]; j++) {
+        int a = w->attrs_of[kind][j];
+        tmp->val[a] = w_random_value(w, r, w_attrs[a].cls, W_POOL);
+    }
+    tmp->friend_ = -1;
+    return tmp;
 }
 
 /* Kinds weighted for questions: people 40, species 35, substances 15, towns 10. */
@@ -228,10 +243,14 @@ int w_about(const ds_world *w, lm_rng *r, ds_buf *b, const w_ent *e, int a, int 
 }
 
 /* Another entity of e's split and kind whose value of a differs, or NULL. */
-const w_ent *w_rival(const ds_world *w, lm_rng *r, const w_ent *e, int a) {
+const w_ent *w_rival(const ds_world *w, lm_rng *r, const w_ent *e, int a, w_ent *tmp) {
     for (int tries = 0; tries < 20; tries++) {
-        const w_ent *x = w_random_ent(w, r, e->split, e->kind);
-        if (x != e && x->val[a] != e->val[a]) return x;
+        const w_ent *x = w_pick_ent(w, r, e->split, e->kind, tmp);
+        if (strcmp(x->name, e->name) == 0) continue;
+        if (x == tmp) /* a pool entity: its values are ours to choose */
+            while (tmp->val[a] == e->val[a])
+                tmp->val[a] = w_random_value(w, r, w_attrs[a].cls, W_POOL);
+        if (x->val[a] != e->val[a]) return x;
     }
     return NULL;
 }
@@ -263,8 +282,13 @@ void w_event(ds_buf *b, const w_rule *ru, const char *thing, const w_ent *e, int
     }
     w_put(&s, "thing", thing);
     size_t st = b->n;
-    if (capital) w_sentence(b, t, &s);
-    else w_render(b, t, &s);
+    if (capital) {
+        w_sentence(b, t, &s);
+    } else {
+        w_render(b, t, &s);
+        /* "so flowers grew", but "so Anna Stone ..." */
+        if (t[0] != '{' && !b->oom && b->n > st) b->p[st] = (char)tolower((unsigned char)b->p[st]);
+    }
     if (!period && b->n > st && b->p[b->n - 1] == '.') b->p[--b->n] = '\0';
 }
 
