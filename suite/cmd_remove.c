@@ -185,8 +185,13 @@ static void free_repeated(repeated *r) {
 }
 
 static int load_plugins(const repeated *r, lm_err *err) {
-    for (int i = 0; i < r->n_plugins; i++)
-        if (sm_plugin_load(r->plugins[i], err)) return -1;
+    for (int i = 0; i < r->n_plugins; i++) {
+        /* dlopen reads a bare name as a library to search for: a file
+         * named on the command line is meant as a path */
+        char path[4200];
+        snprintf(path, sizeof path, "%s%s", strchr(r->plugins[i], '/') ? "" : "./", r->plugins[i]);
+        if (sm_plugin_load(path, err)) return -1;
+    }
     if (sm_plugin_load_env(err)) return lm_err_prefix(err, "SMUDGE_PLUGIN_PATH: ");
     return 0;
 }
