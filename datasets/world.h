@@ -16,8 +16,13 @@
  * the language and the world's regularities:
  *   SciQ, BoolQ, RTE  the answer is in the item's own text (support,
  *                     passage, premise); the corpus shows thousands of
- *                     such passages followed by their question and answer
- *                     in the exact lm-evaluation-harness prompt;
+ *                     such passages followed by their questions and
+ *                     answers in the exact lm-evaluation-harness prompt.
+ *                     Those passages (and the train split's items) are
+ *                     about a "reading pool" of train-side entities whose
+ *                     facts are drawn afresh at every use, so memorising
+ *                     the corpus never answers them: only reading does,
+ *                     exactly as for the test split's unseen entities;
  *   COPA              a fixed set of cause -> effect event types ("was
  *                     hungry" -> "ate some bread"), told about train
  *                     people in many phrasings; test items apply them to
