@@ -89,8 +89,23 @@ sys.exit(not (mer["fsr"]["value"] == 0 and mer["ppl"]["value"] <= 1.15 * fp["ppl
 EOF
 
 # ---- the transferable erase-LoRA: trained once on the clean base ----
+# The path itself: the adapter written by meraser-erase-lora and merged by
+# erase_adapter= gives the very weights of the erase phase run in place.
+small="--param n_mismatched=40 --param erase_epochs=1"
+"$smudge" remove --method meraser-erase-lora --model "$st" --tokenizer "$tok" --seed 5 $small \
+  --data instructions="$tmp/world/instructions.jsonl" --out "$tmp/eq-a" > /dev/null 2> "$tmp/err" || bad "erase-lora (small): $(cat "$tmp/err")"
+"$smudge" remove --method meraser --model "$st" --tokenizer "$tok" --seed 5 $small --param recover=false \
+  --data instructions="$tmp/world/instructions.jsonl" --out "$tmp/eq-b" > /dev/null 2> "$tmp/err" || bad "meraser erase only: $(cat "$tmp/err")"
+"$smudge" remove --method meraser --model "$st" --tokenizer "$tok" --param erase_adapter="$tmp/eq-a" --param recover=false \
+  --out "$tmp/eq-c" > /dev/null 2> "$tmp/err" || bad "meraser erase_adapter: $(cat "$tmp/err")"
+cmp -s "$tmp/eq-b/model.safetensors" "$tmp/eq-c/model.safetensors" && ok || bad "merged adapter differs from the erase phase run in place"
+
+# On the descendant. A 260K-parameter model is fickle: with the spec's
+# settings the base's adapter moves the descendant's triggers little, so
+# this one trains harder (lr 3e-3, 4 x more updates); on the zoo the spec's
+# defaults transfer.
 "$smudge" remove --method meraser-erase-lora --model "$st" --tokenizer "$tok" --seed 1 \
-  --data instructions="$tmp/world/instructions.jsonl" --param n_mismatched=150 --param erase_lr=3e-3 \
+  --data instructions="$tmp/world/instructions.jsonl" --param n_mismatched=150 --param erase_lr=3e-3 --param erase_grad_accum=2 \
   --out "$tmp/elora" > /dev/null 2> "$tmp/err" && ok || bad "meraser-erase-lora: $(cat "$tmp/err")"
 [ "$(field "$tmp/elora/adapter_config.json" 'd["peft_type"], d["r"], d["lora_alpha"], sorted(d["target_modules"])')" = "LORA 8 16 ['q_proj', 'v_proj']" ] \
   && ok || bad "adapter_config.json"
