@@ -24,7 +24,7 @@ packages=(
   python3 python3-numpy
 )
 if [ "$mode" = test ]; then
-  packages+=(clang libclang-rt-14-dev python3-sentencepiece python3-torch slurm-wlm munge
+  packages+=(clang libclang-rt-14-dev libomp-dev python3-sentencepiece python3-torch slurm-wlm munge
              python3-h5py)
 fi
 
