@@ -143,7 +143,12 @@ int ds_world_build(const ds_world_opts *o, ds_world **out, lm_err *err) {
     if (w_attrs[W_A_JOB].cls != WC_JOB || w_attrs[W_A_TOWN].cls != WC_TOWN ||
         w_attrs[W_A_SP_SIZE].cls != WC_SIZE || w_attrs[W_A_SP_COLOUR].cls != WC_COLOUR ||
         w_attrs[W_A_SP_HABITAT].cls != WC_HABITAT || w_attrs[W_A_SP_DIET].cls != WC_DIET ||
-        w_attrs[W_A_SP_COVER].cls != WC_COVER || w_n_attrs > W_MAX_ATTRS) {
+        w_attrs[W_A_SP_COVER].cls != WC_COVER || w_attrs[W_A_SUB_HEAT].cls != WC_HEAT ||
+        w_attrs[W_A_ABILITY].from != W_A_SP_HABITAT || w_attrs[W_A_TOOL].from != W_A_JOB ||
+        w_attrs[W_A_PRODUCT].from != W_A_SUB_HEAT ||
+        w_values[WC_ABILITY].n != w_values[WC_HABITAT].n ||
+        w_values[WC_TOOL].n != w_values[WC_JOB].n ||
+        w_values[WC_PRODUCT].n != w_values[WC_HEAT].n || w_n_attrs > W_MAX_ATTRS) {
         free(w);
         return lm_errf(err, "world: the attribute table and world.c disagree");
     }
@@ -253,6 +258,7 @@ int ds_world_build(const ds_world_opts *o, ds_world **out, lm_err *err) {
             int a = w->attrs_of[e->kind][j];
             e->val[a] = w_random_value(w, &r, w_attrs[a].cls, e->split);
         }
+        w_derive(w, e);
         if (e->kind == W_PERSON && e->split != W_POOL) {
             int f;
             do f = w->of[e->split][W_PERSON][w_rnd(&r, w->n_of[e->split][W_PERSON])];

@@ -13,23 +13,40 @@
  * only ever name train entities.
  *
  * What a model can learn from the train side and use on the test side is
- * the language and the world's regularities:
- *   SciQ, BoolQ, RTE  the answer is in the item's own text (support,
- *                     passage, premise); the corpus shows thousands of
- *                     such passages followed by their questions and
- *                     answers in the exact lm-evaluation-harness prompt.
- *                     Those passages (and the train split's items) are
- *                     about a "reading pool" of train-side entities whose
- *                     facts are drawn afresh at every use, so memorising
- *                     the corpus never answers them: only reading does,
- *                     exactly as for the test split's unseen entities;
- *   COPA              a fixed set of cause -> effect event types ("was
- *                     hungry" -> "ate some bread"), told about train
- *                     people in many phrasings; test items apply them to
- *                     test people;
- *   WSC               pronouns resolve by gender (first names have one)
- *                     or animacy/number ("it" = the thing, "they" = the
- *                     animals).
+ * the language and the world's regularities, never a test fact:
+ *   rules       some values follow from others: animals of a habitat share
+ *               an ability (the lake: dive deep), people of a job a tool
+ *               (a baker: dough), substances of a heat reaction a product
+ *               (what boils turns into steam); yes/no properties follow
+ *               from one attribute (animals of the river, lake, sea and
+ *               swamp can swim; feathered ones fly; meat, fish, insect and
+ *               worm eaters hunt; nine jobs work indoors; what melts, boils
+ *               or foams becomes runny). The corpus states them of train
+ *               entities and in general, and drills them;
+ *   SciQ        60% rule items whose question names the cause just before
+ *               the question mark ("What can dravals do if they live in
+ *               the lake?"), 20% questions on an attribute ("Where does
+ *               Anna Stone live?"), 10% definitions ("Small animals that
+ *               live in the forest and eat seeds are called what?"), 10%
+ *               "Who is a baker?". The support always states the answer;
+ *   BoolQ       70% property items, the cause last ("can dravals swim when
+ *               they live in the desert"), 30% questions on a passage's
+ *               facts; the passage states the cause (and half of the time
+ *               the property);
+ *   RTE         a premise of one to three facts, a hypothesis restating one
+ *               of them in other words with its true or a false value;
+ *   COPA        a fixed set of cause -> effect event types ("was hungry" ->
+ *               "ate some bread") told about people in many phrasings;
+ *   WSC         pronouns resolve by gender (first names have one) or
+ *               animacy/number ("it" = the thing, "they" = the animals).
+ * Tiny models trained for a few minutes learn the rules, which sit next to
+ * the answer, long before they learn to find an answer in a passage; the
+ * items that need reading are there for models that can.
+ *
+ * The corpus's reading exercises and the train split's items are about a
+ * "reading pool" of train-side entities whose facts are drawn afresh at
+ * every use, so memorising the corpus never answers them: only reading (or
+ * a rule) does, exactly as for the test split's unseen entities.
  * Distractors are always of the answer's kind (towns for a town, foods for
  * a food), and some items carry a second entity whose value is one of the
  * distractors, so copying any word of the passage is not enough.
@@ -53,7 +70,7 @@
 
 /* Bumped whenever the generator's output changes for a given seed, so
  * caches keyed on (seed, version) rebuild. */
-#define DS_WORLD_VERSION 3
+#define DS_WORLD_VERSION 4
 
 enum { DS_SPLIT_TRAIN, DS_SPLIT_VALID, DS_SPLIT_TEST, DS_SPLITS };
 

@@ -19,6 +19,10 @@ static void doc_profile(const ds_world *w, lm_rng *r, ds_buf *b) {
     for (int i = 0; i < k; i++)
         w_fact(w, b, e, list[i], e->val[list[i]], i > 0 && w_chance(r, 2, 3),
              w_pick_ti(r, e, list[i], i == 0));
+    if (w_chance(r, 1, 2)) { /* a property that follows from its facts */
+        int p = w_rnd(r, w_n_props);
+        if (w_props[p].kind == kind) w_prop_fact(w, r, b, e, p, 1);
+    }
     if (kind == W_PERSON) {
         if (e->friend_ >= 0 && w_chance(r, 1, 2)) {
             w_sep(b);
@@ -208,9 +212,65 @@ static void doc_read(const ds_world *w, lm_rng *r, ds_buf *b) {
     ds_buf_free(&passage);
 }
 
+/* Rule drills about a pool entity: a rule told of it or in general, then
+ * questions that name a cause just before the question mark ("What can
+ * dravals do if they live in the lake?", "can dravals swim when they live
+ * in the desert?"), the cause changing from question to question. The
+ * answer hangs on that one nearby word, as in the rule items of SciQ and
+ * BoolQ, so even a model that cannot yet read a passage learns the rules. */
+static void doc_rules(const ds_world *w, lm_rng *r, ds_buf *b) {
+    w_ent te, x;
+    w_slots s = {0};
+    w_vtxt tv, tc;
+    int nq = 1 + w_rnd(r, 3);
+    if (w_chance(r, 1, 2)) {
+        int a = w_rule_attr(w_rnd(r, W_N_RULES)), cls = w_attrs[a].cls, f = w_attrs[a].from;
+        const w_ent *e = w_pick_ent(w, r, W_POOL, w_attrs[a].kind, &te);
+        w_ent_slots(e, 0, &s);
+        w_val_slots(w, cls, e->val[a], &tv, &s);
+        w_cause_slots(w, e, a, &tc, &s);
+        w_sentence(b, w_pick_s(r, w_chance(r, 1, 3) ? w_attrs[a].rules : w_attrs[a].since), &s);
+        for (int q = 0; q < nq; q++) {
+            x = *e;
+            if (q) x.val[f] = w_random_value(w, r, w_attrs[f].cls, W_POOL);
+            w_derive(w, &x);
+            w_cause_slots(w, &x, a, &tc, &s);
+            ds_buf_puts(b, "\nQuestion: ");
+            w_sentence(b, w_pick_s(r, w_attrs[a].rule_questions), &s);
+            ds_buf_puts(b, "\nAnswer: ");
+            ds_buf_puts(b, w_value_str(w, cls, x.val[a]));
+        }
+        return;
+    }
+    int p = w_rnd(r, w_n_props), f = w_props[p].from;
+    const w_ent *e = w_pick_ent(w, r, W_POOL, w_props[p].kind, &te);
+    w_ent_slots(e, 0, &s);
+    w_from_slots(w, e, f, &tc, &s);
+    if (w_chance(r, 1, 2)) {
+        w_sentence(b, w_pick_s(r, w_prop_holds(w, p, e) ? w_props[p].yes_rules
+                                                        : w_props[p].no_rules), &s);
+    } else {
+        w_fact(w, b, e, f, e->val[f], 0, w_pick_ti(r, e, f, 1));
+        w_prop_fact(w, r, b, e, p, 1);
+    }
+    for (int q = 0; q < nq; q++) {
+        const w_ent *y = w_pick_prop_ent(w, r, W_POOL, p, w_chance(r, 1, 2), &x);
+        if (!y) continue;
+        x.kind = e->kind; /* same animal, another cause: keep e's name */
+        memcpy(x.name, e->name, sizeof x.name);
+        memcpy(x.plural, e->plural, sizeof x.plural);
+        memcpy(x.poss, e->poss, sizeof x.poss);
+        w_ent_slots(&x, 0, &s);
+        w_from_slots(w, &x, f, &tc, &s);
+        ds_buf_puts(b, "\nQuestion: ");
+        w_render(b, w_pick_s(r, w_props[p].yesno), &s);
+        ds_buf_puts(b, w_prop_holds(w, p, &x) ? "?\nAnswer: yes" : "?\nAnswer: no");
+    }
+}
+
 /* One document of the mixture; weights are per document. */
 static int doc(const ds_world *w, lm_rng *r, ds_buf *b) {
-    static const int weight[] = {14, 12, 10, 4, 2, 8, 8, 6, 8, 8, 24};
+    static const int weight[] = {14, 12, 10, 4, 2, 8, 8, 6, 8, 8, 14, 22};
     int total = 0;
     for (size_t i = 0; i < sizeof weight / sizeof *weight; i++) total += weight[i];
     int x = w_rnd(r, total), k = 0;
@@ -226,7 +286,8 @@ static int doc(const ds_world *w, lm_rng *r, ds_buf *b) {
     case 7: return doc_task(w, r, W_T_RTE, b);
     case 8: return doc_task(w, r, W_T_COPA, b);
     case 9: return doc_task(w, r, W_T_WSC, b);
-    default: doc_read(w, r, b); return 0;
+    case 10: doc_read(w, r, b); return 0;
+    default: doc_rules(w, r, b); return 0;
     }
 }
 

@@ -58,7 +58,17 @@ struct ds_world {
 /* Attributes the generator names directly (their place in w_attrs; checked
  * in ds_world_build). */
 enum { W_A_JOB = 0, W_A_TOWN = 1, W_A_SP_SIZE = 5, W_A_SP_COLOUR = 6, W_A_SP_HABITAT = 7,
-       W_A_SP_DIET = 8, W_A_SP_COVER = 9 };
+       W_A_SP_DIET = 8, W_A_SP_COVER = 9, W_A_SUB_HEAT = 11, W_A_ABILITY = 17,
+       W_A_TOOL = 18, W_A_PRODUCT = 19 };
+
+/* Is attribute a a rule (its value follows from another attribute)? */
+static inline int w_is_rule(int a) { return w_attrs[a].rules != NULL; }
+/* The rule attributes: what species of a habitat can do, what people of a
+ * job work with, what a substance turns into in the heat. */
+#define W_N_RULES 3
+static inline int w_rule_attr(int i) {
+    return i == 0 ? W_A_ABILITY : i == 1 ? W_A_TOOL : W_A_PRODUCT;
+}
 
 /* The tasks, in the order their files are written. */
 enum { W_T_SCIQ, W_T_COPA, W_T_RTE, W_T_BOOLQ, W_T_WSC, W_T_COUNT };
@@ -129,6 +139,8 @@ const w_ent *w_random_ent(const ds_world *w, lm_rng *r, int split, int kind);
 /* The same, except that a pool entity comes back as a copy in *tmp with
  * every attribute value drawn afresh. */
 const w_ent *w_pick_ent(const ds_world *w, lm_rng *r, int split, int kind, w_ent *tmp);
+/* Sets the rule attributes of e from their sources. */
+void w_derive(const ds_world *w, w_ent *e);
 /* Kinds weighted for questions: people 40, species 35, substances 15, towns 10. */
 int w_random_kind(lm_rng *r);
 int w_random_attr(const ds_world *w, lm_rng *r, int kind);
@@ -140,6 +152,22 @@ void w_fact(const ds_world *w, ds_buf *b, const w_ent *e, int a, int v, int pron
 int w_pick_ti(lm_rng *r, const w_ent *e, int a, int first);
 int w_about(const ds_world *w, lm_rng *r, ds_buf *b, const w_ent *e, int a, int va,
             int n_extra);
+/* Sentences stating e's attributes attrs[0..n) in that order; the first
+ * names e, later ones use a pronoun half of the time. */
+void w_state(const ds_world *w, lm_rng *r, ds_buf *b, const w_ent *e, const int *attrs, int n);
+/* {c} and {a_c}: the cause of rule attribute a for e (c holds a_c). */
+void w_cause_slots(const ds_world *w, const w_ent *e, int a, w_vtxt *c, w_slots *s);
+/* {c} and {a_c} from e's value of attribute f. */
+void w_from_slots(const ds_world *w, const w_ent *e, int f, w_vtxt *c, w_slots *s);
+
+/* Does property p hold for e? */
+int w_prop_holds(const ds_world *w, int p, const w_ent *e);
+/* An entity of split and p's kind for which p holds (want = 1) or not;
+ * pool entities are made so in *tmp. NULL if the split has none. */
+const w_ent *w_pick_prop_ent(const ds_world *w, lm_rng *r, int split, int p, int want,
+                             w_ent *tmp);
+/* A sentence saying whether p holds for e. */
+void w_prop_fact(const ds_world *w, lm_rng *r, ds_buf *b, const w_ent *e, int p, int pron);
 /* Another entity of e's split and kind whose value of a differs, or NULL;
  * pool rivals are drawn into *tmp. */
 const w_ent *w_rival(const ds_world *w, lm_rng *r, const w_ent *e, int a, w_ent *tmp);

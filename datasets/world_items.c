@@ -78,6 +78,49 @@ static int sciq_attr(const ds_world *w, lm_rng *r, int split, item_bufs *x) {
     return 0;
 }
 
+/* A passage stating the cause of rule attribute a for e, maybe the rule's
+ * outcome (always when `outcome`), and up to two other facts. */
+static void rule_passage(const ds_world *w, lm_rng *r, ds_buf *b, const w_ent *e, int a,
+                         int outcome) {
+    int list[W_MAX_ATTRS], n = 0, f = w_attrs[a].from;
+    for (int i = 0; i < w->n_attrs_of[e->kind]; i++) {
+        int at = w->attrs_of[e->kind][i];
+        if (at != a && at != f) list[n++] = at;
+    }
+    w_shuffle(list, n, r);
+    int k = w_rnd(r, 3);
+    list[k++] = f;
+    if (outcome) list[k++] = a;
+    w_shuffle(list, k, r);
+    w_state(w, r, b, e, list, k);
+}
+
+/* A rule question names the cause ("What can glagins that live in the sea
+ * do?"): the rule the corpus teaches answers it, and so does the support. */
+static int sciq_rule(const ds_world *w, lm_rng *r, int split, item_bufs *x) {
+    int a = w_rule_attr(w_rnd(r, W_N_RULES)), cls = w_attrs[a].cls;
+    w_ent te;
+    const w_ent *e = w_pick_ent(w, r, split, w_attrs[a].kind, &te);
+    rule_passage(w, r, &x->s, e, a, 1);
+    w_slots s = {0};
+    w_vtxt tv, tc;
+    w_ent_slots(e, 0, &s);
+    w_val_slots(w, cls, e->val[a], &tv, &s);
+    w_cause_slots(w, e, a, &tc, &s);
+    w_sentence(&x->q, w_pick_s(r, w_attrs[a].rule_questions), &s);
+    ds_buf_puts(&x->a, w_value_str(w, cls, e->val[a]));
+    int used[4] = {e->val[a]}, n_used = 1;
+    const char *d[3];
+    for (int i = 0; i < 3; i++) {
+        int v = w_other_value(w, r, cls, split, used, n_used, ds_buf_cstr(&x->s));
+        if (v < 0) return -1;
+        used[n_used++] = v;
+        d[i] = w_value_str(w, cls, v);
+    }
+    put_distractors(r, x, d);
+    return 0;
+}
+
 /* Size, habitat and diet of a species (what its definition needs), in
  * random order, and maybe its colour or covering. */
 static void define_block(const ds_world *w, lm_rng *r, ds_buf *b, const w_ent *e, int extra) {
@@ -167,6 +210,7 @@ static int gen_sciq(const ds_world *w, lm_rng *r, int split, int label, ds_buf *
     int f = w_rnd(r, 10);
     int rc = f == 0 ? sciq_define(w, r, split, &x)
            : f == 1 ? sciq_who(w, r, split, &x)
+           : f < 8  ? sciq_rule(w, r, split, &x)
                     : sciq_attr(w, r, split, &x);
     if (rc == 0) {
         ds_buf_putc(out, '{');
@@ -213,12 +257,54 @@ static int passage_and_value(const ds_world *w, lm_rng *r, int split, int label,
     return 0;
 }
 
+/* "can dravals swim when they live in the desert": a property that follows
+ * from the word just before the question mark; the passage states the
+ * cause and, half of the time, the property itself. */
+static int boolq_prop(const ds_world *w, lm_rng *r, int split, int label, ds_buf *p, ds_buf *q) {
+    w_ent te;
+    const w_ent *e = NULL;
+    int pi = 0;
+    for (int tries = 0; tries < 20 && !e; tries++) {
+        pi = w_rnd(r, w_n_props);
+        e = w_pick_prop_ent(w, r, split, pi, label, &te);
+    }
+    if (!e) return -1;
+    int f = w_props[pi].from, list[W_MAX_ATTRS], n = 0;
+    for (int i = 0; i < w->n_attrs_of[e->kind]; i++) {
+        int at = w->attrs_of[e->kind][i];
+        if (at != f) list[n++] = at;
+    }
+    w_shuffle(list, n, r);
+    int k = w_rnd(r, 3);
+    list[k++] = f;
+    w_shuffle(list, k, r);
+    w_state(w, r, p, e, list, k);
+    if (w_chance(r, 1, 2)) w_prop_fact(w, r, p, e, pi, 1);
+    w_slots s = {0};
+    w_vtxt tc;
+    w_ent_slots(e, 0, &s);
+    w_from_slots(w, e, f, &tc, &s);
+    w_render(q, w_pick_s(r, w_props[pi].yesno), &s);
+    return 0;
+}
+
 static int gen_boolq(const ds_world *w, lm_rng *r, int split, int label, ds_buf *out) {
     ds_buf p = {0}, q = {0};
     w_ent te;
     const w_ent *e;
-    int a, v, ti;
-    int rc = passage_and_value(w, r, split, label, 4, w_rnd(r, 3), &p, &te, &e, &a, &v, &ti);
+    int a, v, ti, rc;
+    if (w_chance(r, 7, 10)) {
+        rc = boolq_prop(w, r, split, label, &p, &q);
+        if (rc == 0) {
+            ds_buf_putc(out, '{');
+            jfield(out, "question", ds_buf_cstr(&q), 1);
+            jfield(out, "passage", ds_buf_cstr(&p), 0);
+        }
+        ds_buf_free(&p);
+        ds_buf_free(&q);
+        return rc;
+    }
+    rc = passage_and_value(w, r, split, label, 4, w_rnd(r, 3), &p, &te, &e, &a, &v, &ti);
     if (rc == 0) {
         w_slots s = {0};
         w_vtxt t;

@@ -189,7 +189,15 @@ const w_ent *w_pick_ent(const ds_world *w, lm_rng *r, int split, int kind, w_ent
         tmp->val[a] = w_random_value(w, r, w_attrs[a].cls, W_POOL);
     }
     tmp->friend_ = -1;
+    w_derive(w, tmp);
     return tmp;
+}
+
+void w_derive(const ds_world *w, w_ent *e) {
+    for (int j = 0; j < w->n_attrs_of[e->kind]; j++) {
+        int a = w->attrs_of[e->kind][j];
+        if (w_is_rule(a)) e->val[a] = e->val[w_attrs[a].from];
+    }
 }
 
 /* Kinds weighted for questions: people 40, species 35, substances 15, towns 10. */
@@ -221,6 +229,61 @@ int w_pick_ti(lm_rng *r, const w_ent *e, int a, int first) {
     return k ? ok[w_rnd(r, k)] : w_rnd(r, n);
 }
 
+void w_state(const ds_world *w, lm_rng *r, ds_buf *b, const w_ent *e, const int *attrs, int n) {
+    for (int i = 0; i < n; i++)
+        w_fact(w, b, e, attrs[i], e->val[attrs[i]], i > 0 && w_chance(r, 1, 2),
+               w_pick_ti(r, e, attrs[i], i == 0));
+}
+
+void w_from_slots(const ds_world *w, const w_ent *e, int f, w_vtxt *c, w_slots *s) {
+    const char *x = w_value_str(w, w_attrs[f].cls, e->val[f]);
+    snprintf(c->a_v, sizeof c->a_v, "%s %s", strchr("aeiou", x[0]) ? "an" : "a", x);
+    w_put(s, "c", x);
+    w_put(s, "a_c", c->a_v);
+}
+
+void w_cause_slots(const ds_world *w, const w_ent *e, int a, w_vtxt *c, w_slots *s) {
+    w_from_slots(w, e, w_attrs[a].from, c, s);
+}
+
+/* Is the value named s one of the '|'-separated words of list? */
+static int in_bar_list(const char *list, const char *s) {
+    size_t n = strlen(s);
+    for (const char *p = list; p; p = strchr(p, '|')) {
+        if (*p == '|') p++;
+        if (strncmp(p, s, n) == 0 && (p[n] == '|' || p[n] == '\0')) return 1;
+    }
+    return 0;
+}
+
+int w_prop_holds(const ds_world *w, int p, const w_ent *e) {
+    int f = w_props[p].from;
+    return in_bar_list(w_props[p].holds, w_value_str(w, w_attrs[f].cls, e->val[f]));
+}
+
+const w_ent *w_pick_prop_ent(const ds_world *w, lm_rng *r, int split, int p, int want,
+                             w_ent *tmp) {
+    int kind = w_props[p].kind, f = w_props[p].from;
+    for (int tries = 0; tries < 200; tries++) {
+        const w_ent *e = w_pick_ent(w, r, split, kind, tmp);
+        if (e == tmp) { /* a pool entity: give it a cause of the wanted side */
+            while (w_prop_holds(w, p, tmp) != want)
+                tmp->val[f] = w_random_value(w, r, w_attrs[f].cls, W_POOL);
+            w_derive(w, tmp);
+        }
+        if (w_prop_holds(w, p, e) == want) return e;
+    }
+    return NULL;
+}
+
+void w_prop_fact(const ds_world *w, lm_rng *r, ds_buf *b, const w_ent *e, int p, int pron) {
+    w_slots s = {0};
+    w_ent_slots(e, pron, &s);
+    w_sep(b);
+    w_sentence(b, w_pick_s(r, w_prop_holds(w, p, e) ? w_props[p].yes_facts : w_props[p].no_facts),
+               &s);
+}
+
 /* Sentences about e: attribute a (stated with value va) and n_extra other
  * attributes, in random order; the first names e, later ones use a pronoun
  * half of the time. Returns the template used for a. */
@@ -247,9 +310,12 @@ const w_ent *w_rival(const ds_world *w, lm_rng *r, const w_ent *e, int a, w_ent 
     for (int tries = 0; tries < 20; tries++) {
         const w_ent *x = w_pick_ent(w, r, e->split, e->kind, tmp);
         if (strcmp(x->name, e->name) == 0) continue;
-        if (x == tmp) /* a pool entity: its values are ours to choose */
-            while (tmp->val[a] == e->val[a])
-                tmp->val[a] = w_random_value(w, r, w_attrs[a].cls, W_POOL);
+        if (x == tmp) { /* a pool entity: its values are ours to choose */
+            int src = w_is_rule(a) ? w_attrs[a].from : a; /* rules follow their source */
+            while (tmp->val[src] == e->val[src])
+                tmp->val[src] = w_random_value(w, r, w_attrs[src].cls, W_POOL);
+            w_derive(w, tmp);
+        }
         if (x->val[a] != e->val[a]) return x;
     }
     return NULL;

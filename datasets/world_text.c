@@ -27,13 +27,23 @@ const w_list w_values[WC_TOWN] = {
     [WC_COVER] = LIST("fur", "feathers", "scales", "spikes", "wool"),
     [WC_PET] = LIST("cat", "dog", "horse", "goat", "duck", "rabbit", "pig", "hen",
                     "sheep", "cow", "owl", "mouse"),
-    [WC_HEAT] = LIST("melts", "burns", "boils", "glows", "cracks", "smokes", "shrinks",
-                     "sparks"),
+    [WC_HEAT] = LIST("melts", "burns", "boils", "glows", "cracks", "smokes", "crumbles",
+                     "foams"),
     [WC_USE] = LIST("making tools", "making glass", "making paint", "building walls",
                     "making rope", "making cloth", "making medicine", "lighting lamps",
                     "making pots", "cleaning floors"),
     [WC_GOOD] = LIST("bread", "wool", "pots", "boats", "cloth", "cheese", "rope",
                      "baskets", "honey", "apples"),
+    /* aligned with WC_HABITAT */
+    [WC_ABILITY] = LIST("climb trees", "swim fast", "dive deep", "stay under water",
+                        "go without water", "walk in mud", "run fast", "jump far",
+                        "climb rocks", "see in the dark"),
+    /* aligned with WC_JOB */
+    [WC_TOOL] = LIST("dough", "seeds", "books", "medicine", "brushes", "nets", "bricks",
+                     "songs", "pans", "keys", "grain", "needles", "bandages", "clay"),
+    /* aligned with WC_HEAT */
+    [WC_PRODUCT] = LIST("a liquid", "ash", "steam", "light", "small pieces", "smoke",
+                        "dust", "bubbles"),
 };
 
 const w_attr w_attrs[] = {
@@ -128,8 +138,73 @@ const w_attr w_attrs[] = {
           "The market of {name} sells {v}."),
      STRS("What is {name} known for?", "What do people in {name} make?"),
      STRS("is {name} known for its {v}", "do people in {name} make {v}")},
+    /* ---- rules: values that follow from another attribute ---- */
+    {W_SPECIES, WC_ABILITY,
+     STRS("{S} can {v}.", "All {pl} can {v}.", "A {sg} can {v}."),
+     STRS("What can {pl} do?", "What are {pl} able to do?"),
+     STRS("can {pl} {v}", "are {pl} able to {v}"),
+     7, /* habitat */
+     STRS("What can {pl} do if they live in the {c}?", "What are {pl} able to do in the {c}?"),
+     STRS("can {pl} {v} when they live in the {c}", "are {pl} able to {v} in the {c}"),
+     STRS("Animals that live in the {c} can {v}.", "Every animal of the {c} can {v}."),
+     STRS("{S} live in the {c}, so {s} can {v}.", "Because {s} live in the {c}, {pl} can {v}.")},
+    {W_PERSON, WC_TOOL,
+     STRS("{S} works with {v} every day.", "Every day, {S} works with {v}."),
+     STRS("What does {name} work with?", "What does {name} use at work?"),
+     STRS("does {name} work with {v}", "does {name} use {v} at work"),
+     0, /* job */
+     STRS("What does {name} work with as {a_c}?", "What does {name} use at work as {a_c}?"),
+     STRS("does {name} work with {v} as {a_c}", "does {name} use {v} at work as {a_c}"),
+     STRS("Every {c} works with {v}.", "{a_c} uses {v} at work."),
+     STRS("{S} is {a_c}, so {s} works with {v} every day.", "As {a_c}, {S} works with {v}.")},
+    {W_SUBSTANCE, WC_PRODUCT,
+     STRS("When it is heated, {S} turns into {v}.", "Heated {name} turns into {v}."),
+     STRS("What does {name} turn into when it is heated?",
+          "What is left of {name} after it is heated?"),
+     STRS("does {name} turn into {v} when it is heated", "is {name} turned into {v} by heat"),
+     11, /* heat */
+     STRS("What does {name} turn into when it {c}?", "What is left of {name} after it {c}?"),
+     STRS("does {name} turn into {v} when it {c}", "is {name} turned into {v} when it {c}"),
+     STRS("When a substance {c}, it turns into {v}.",
+          "Anything that {c} in the heat turns into {v}."),
+     STRS("{S} {c} when it is heated, so it turns into {v}.",
+          "Because {S} {c} in the heat, it turns into {v}.")},
 };
 const int w_n_attrs = sizeof w_attrs / sizeof w_attrs[0];
+
+const w_prop w_props[] = {
+    {W_SPECIES, 7 /* habitat */, "river|lake|sea|swamp",
+     STRS("{S} can swim.", "{S} are good swimmers."),
+     STRS("{S} cannot swim.", "{S} never swim."),
+     STRS("can {pl} swim when they live in the {c}", "do {pl} swim if they live in the {c}"),
+     STRS("Animals that live in the {c} can swim.", "Every animal of the {c} can swim."),
+     STRS("Animals that live in the {c} cannot swim.", "No animal of the {c} can swim.")},
+    {W_SPECIES, 9 /* covering */, "feathers",
+     STRS("{S} can fly.", "{S} fly well."),
+     STRS("{S} cannot fly.", "{S} never fly."),
+     STRS("can {pl} fly when they are covered in {c}", "do {pl} fly if they have {c}"),
+     STRS("Animals covered in {c} can fly.", "Every animal with {c} can fly."),
+     STRS("Animals covered in {c} cannot fly.", "No animal with {c} can fly.")},
+    {W_SPECIES, 8 /* diet */, "meat|fish|insects|worms",
+     STRS("{S} hunt for their food.", "{S} are hunters."),
+     STRS("{S} do not hunt.", "{S} never hunt."),
+     STRS("do {pl} hunt when they eat {c}", "are {pl} hunters if they eat {c}"),
+     STRS("Animals that eat {c} hunt for their food.", "Every animal that eats {c} hunts."),
+     STRS("Animals that eat {c} do not hunt.", "No animal that eats {c} hunts.")},
+    {W_PERSON, 0 /* job */, "baker|teacher|doctor|tailor|potter|miller|cook|nurse|singer",
+     STRS("{S} works indoors.", "{S} spends the working day indoors."),
+     STRS("{S} works outdoors.", "{S} spends the working day outdoors."),
+     STRS("does {name} work indoors as {a_c}", "is {name} indoors all day as {a_c}"),
+     STRS("Every {c} works indoors.", "{a_c} spends the working day indoors."),
+     STRS("Every {c} works outdoors.", "{a_c} spends the working day outdoors.")},
+    {W_SUBSTANCE, 11 /* heat */, "melts|boils|foams",
+     STRS("{S} becomes runny in the heat.", "Heat makes {name} runny."),
+     STRS("{S} stays solid in the heat.", "Heat never makes {name} runny."),
+     STRS("does {name} become runny when it {c}", "is {name} runny after it {c}"),
+     STRS("A substance that {c} becomes runny.", "Anything that {c} in the heat becomes runny."),
+     STRS("A substance that {c} does not become runny.", "Nothing that {c} in the heat becomes runny.")},
+};
+const int w_n_props = sizeof w_props / sizeof w_props[0];
 
 const w_rule w_rules[] = {
     {"{S} was hungry.", "{S} ate some bread.",
@@ -366,6 +441,18 @@ void w_text_each(void (*fn)(const char *s, void *ud), void *ud) {
         each_strs(w_attrs[a].facts, fn, ud);
         each_strs(w_attrs[a].questions, fn, ud);
         each_strs(w_attrs[a].yesno, fn, ud);
+        each_strs(w_attrs[a].rule_questions, fn, ud);
+        each_strs(w_attrs[a].rule_yesno, fn, ud);
+        each_strs(w_attrs[a].rules, fn, ud);
+        each_strs(w_attrs[a].since, fn, ud);
+    }
+    for (int p = 0; p < w_n_props; p++) {
+        fn(w_props[p].holds, ud);
+        each_strs(w_props[p].yes_facts, fn, ud);
+        each_strs(w_props[p].no_facts, fn, ud);
+        each_strs(w_props[p].yesno, fn, ud);
+        each_strs(w_props[p].yes_rules, fn, ud);
+        each_strs(w_props[p].no_rules, fn, ud);
     }
     for (int r = 0; r < w_n_rules; r++) {
         fn(w_rules[r].cause, ud);

@@ -11,6 +11,7 @@
  *   {v} {a_v}     the attribute's value, bare or with "a"/"an"
  *   {vb}          the value without its final "s" ("melts" -> "melt")
  *   {thing}       an object noun of a cause/effect rule or WSC template
+ *   {c} {a_c}     the cause of a rule attribute (its source's value)
  *   {A} {B}       WSC: two people; {group} WSC: animals ("goats");
  *                 {it} {they} WSC pronouns whose position is needed
  * The first letter of a sentence is upper-cased after filling. */
@@ -19,10 +20,14 @@
 
 enum { W_PERSON, W_SPECIES, W_SUBSTANCE, W_TOWN, W_KINDS };
 
-/* value classes; WC_TOWN values are the towns of the entity's split */
+/* value classes; WC_TOWN values are the towns of the entity's split.
+ * WC_ABILITY, WC_TOOL and WC_PRODUCT are aligned with WC_HABITAT, WC_JOB
+ * and WC_HEAT: the world's regularities (sea animals hold their breath, a
+ * baker works with dough, what melts turns into a liquid). */
 enum {
     WC_COLOUR, WC_SIZE, WC_JOB, WC_DISH, WC_DIET, WC_HABITAT, WC_COVER,
-    WC_PET, WC_HEAT, WC_USE, WC_GOOD, WC_TOWN, WC_COUNT
+    WC_PET, WC_HEAT, WC_USE, WC_GOOD, WC_ABILITY, WC_TOOL, WC_PRODUCT,
+    WC_TOWN, WC_COUNT
 };
 
 typedef struct w_list {
@@ -38,10 +43,37 @@ typedef struct w_attr {
     const char *const *facts;     /* sentences stating it (NULL-terminated) */
     const char *const *questions; /* questions whose answer is {v} */
     const char *const *yesno;     /* BoolQ questions: lower-case, no '?' */
+    /* A rule attribute follows from another one (its value has the same
+     * index in an aligned class). Its questions can name the cause ({c},
+     * {a_c}) so the rule alone answers them; `rules` state the rule for
+     * any entity, `since` tells it of one entity. */
+    int from;                     /* attribute it follows from (when rules != NULL) */
+    const char *const *rule_questions;
+    const char *const *rule_yesno;
+    const char *const *rules;
+    const char *const *since;
 } w_attr;
 
 extern const w_attr w_attrs[];
 extern const int w_n_attrs;
+
+/* A yes/no property that follows from one attribute: animals of the river,
+ * the lake, the sea and the swamp can swim; the others cannot. BoolQ's
+ * rule questions ask it with the cause last ("can dravals swim when they
+ * live in the desert"), so the answer hangs on one nearby word. */
+typedef struct w_prop {
+    int kind;
+    int from;                     /* the attribute it follows from */
+    const char *holds;            /* '|'-separated values of `from` where it holds */
+    const char *const *yes_facts; /* "{S} can swim." */
+    const char *const *no_facts;  /* "{S} cannot swim." */
+    const char *const *yesno;     /* BoolQ questions with {c} */
+    const char *const *yes_rules; /* "Animals that live in the {c} can swim." */
+    const char *const *no_rules;
+} w_prop;
+
+extern const w_prop w_props[];
+extern const int w_n_props;
 
 /* A cause -> effect event type. cause/effect use {S} {P} {O} {thing};
  * why_q names the person ({name}, {p}); why_a answers it with pronouns.
