@@ -1,5 +1,5 @@
 /* Extraction-track metrics (metrics.md section 4). */
-#include "extraction.h"
+#include "extract_metrics.h"
 
 #include <float.h>
 #include <math.h>

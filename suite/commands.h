@@ -30,5 +30,6 @@ int cmd_fingerprint(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_remove(int argc, char **argv);
 int cmd_methods(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
 
 #endif

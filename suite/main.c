@@ -28,6 +28,7 @@ static const smudge_command commands[] = {
     {"data", "write the synthetic world; check a dataset file; build MEraser sets", cmd_data},
     {"remove", "run a removal method on a model (MEraser, fine-tuning, ...)", cmd_remove},
     {"methods", "list the removal methods (built-in and plugins) and their parameters", cmd_methods},
+    {"extract", "fine-tuning-data extraction backdoor: backdoor, victim, attack, pipeline", cmd_extract},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
 

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "extraction.h"
+#include "extract_metrics.h"
 
 static void opening_words(void) {
     static const char *const cases[][2] = {
