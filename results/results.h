@@ -236,7 +236,7 @@ int rs_merge(const char *const *inputs, int n, const char *out_path,
 /* ---------------------------------------------------------------- tables */
 
 typedef enum { RS_FMT_MD = 0, RS_FMT_CSV, RS_FMT_LATEX } rs_format;
-typedef enum { RS_LAYOUT_STAGES = 0, RS_LAYOUT_METHODS } rs_layout;
+typedef enum { RS_LAYOUT_STAGES = 0, RS_LAYOUT_METHODS, RS_LAYOUT_EXTRACTION } rs_layout;
 
 int rs_format_from_name(const char *s, rs_format *out);
 int rs_layout_from_name(const char *s, rs_layout *out);
@@ -252,7 +252,12 @@ int rs_layout_from_name(const char *s, rs_layout *out);
  * rates (rs_metric_is_rate) are shown in percent with 1 decimal, ppl with
  * 2, others 3. A cell whose units all failed shows "failed"; partly failed
  * cells get a "*"; a footnote counts them. CSV gives mean, ci95_lo,
- * ci95_hi (rates clipped to [0,100]) and n per cell. */
+ * ci95_hi (rates clipped to [0,100]) and n per cell.
+ * EXTRACTION (the extraction track; `metric` is ignored): rows model x
+ *   attack (fingerprint column) x victim setting (stage) x defence (method,
+ *   params), columns the extraction metrics match_ratio,
+ *   query_extraction_ratio, token_extraction_ratio, opening_word_f1, bleu;
+ *   rows are the ok units that carry query_extraction_ratio. */
 int rs_table(const rs_row *rows, size_t n, rs_format fmt, const char *metric,
              rs_layout layout, FILE *out, lm_err *err);
 

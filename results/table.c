@@ -85,6 +85,7 @@ int rs_format_from_name(const char *s, rs_format *out) {
 int rs_layout_from_name(const char *s, rs_layout *out) {
     if (strcmp(s, "stages") == 0) *out = RS_LAYOUT_STAGES;
     else if (strcmp(s, "methods") == 0) *out = RS_LAYOUT_METHODS;
+    else if (strcmp(s, "extraction") == 0) *out = RS_LAYOUT_EXTRACTION;
     else return -1;
     return 0;
 }
@@ -646,8 +647,112 @@ static void footnotes(FILE *f, const rs_pivot *p, rs_format fmt) {
                 p->skipped_units == 1 ? "" : "s");
 }
 
+/* ------------------------------------------------------------ extraction */
+
+static const char *const ex_metrics[] = {"match_ratio", "query_extraction_ratio",
+                                         "token_extraction_ratio", "opening_word_f1", "bleu"};
+enum { EX_NM = 5 };
+
+typedef struct ex_trow {
+    const rs_row *key;     /* the first row of the group */
+    rs_cell cells[EX_NM];
+} ex_trow;
+
+static int ex_same_group(const rs_row *a, const rs_row *b) {
+    return !strcmp(a->model, b->model) && !strcmp(a->fingerprint, b->fingerprint) &&
+           !strcmp(a->stage, b->stage) && !strcmp(a->method, b->method) &&
+           !strcmp(a->params, b->params);
+}
+
+static int ex_table(const rs_row *rows, size_t n, rs_format fmt, FILE *out, lm_err *err) {
+    size_t *idx = NULL, m = 0;
+    if (rs_rows_latest(rows, n, &idx, &m, err)) return -1;
+    ex_trow *t = calloc(m + 1, sizeof *t);
+    int nt = 0, rc = 0;
+    if (!t) rc = lm_errf(err, "out of memory");
+    for (size_t i = 0; rc == 0 && i < m; i++) {
+        const rs_row *r = &rows[idx[i]];
+        if (strcmp(r->status, RS_OK) != 0 || isnan(rs_row_metric(r, "query_extraction_ratio", NULL)))
+            continue;
+        int g = 0;
+        while (g < nt && !ex_same_group(t[g].key, r)) g++;
+        if (g == nt) t[nt++].key = r;
+        for (int k = 0; rc == 0 && k < EX_NM; k++) {
+            double v = rs_row_metric(r, ex_metrics[k], NULL);
+            if (!isnan(v) && cell_add(&t[g].cells[k], v)) rc = lm_errf(err, "out of memory");
+        }
+    }
+    if (rc == 0 && nt == 0)
+        rc = lm_errf(err, "no extraction rows (ok units with query_extraction_ratio): run an "
+                          "extraction-track grid");
+    unit_fmt u = {1, 3, ""};
+    for (int r = 0; rc == 0 && r < nt; r++) {
+        const rs_row *k = t[r].key;
+        char *pl = k->params[0] ? params_label(k->params) : NULL;
+        char defence[RS_METHOD_LEN + RS_PARAMS_LEN + 4];
+        if (pl && pl[0]) snprintf(defence, sizeof defence, "%s[%s]", k->method, pl);
+        else snprintf(defence, sizeof defence, "%s", k->method);
+        free(pl);
+        const char *keys[4] = {k->model, k->fingerprint, k->stage, defence};
+        if (r == 0) {
+            static const char *const heads[4] = {"model", "attack", "victim", "defence"};
+            if (fmt == RS_FMT_CSV) {
+                fputs("model,attack,victim,defence", out);
+                for (int c = 0; c < EX_NM; c++)
+                    fprintf(out, ",%s mean,%s ci95_lo,%s ci95_hi,%s n", ex_metrics[c],
+                            ex_metrics[c], ex_metrics[c], ex_metrics[c]);
+                fputc('\n', out);
+            } else if (fmt == RS_FMT_MD) {
+                fputs("*extraction metrics by model, attack, victim setting and defence*\n\n|", out);
+                for (int c = 0; c < 4; c++) fprintf(out, " %s |", heads[c]);
+                for (int c = 0; c < EX_NM; c++) {
+                    fputc(' ', out);
+                    put_escaped(out, ex_metrics[c], fmt);
+                    fputs(" |", out);
+                }
+                fputs("\n|---|---|---|---|", out);
+                for (int c = 0; c < EX_NM; c++) fputs("---:|", out);
+                fputc('\n', out);
+            } else {
+                fputs("\\begin{table}\n\\centering\n\\caption{extraction metrics: mean $\\pm$ "
+                      "95\\% CI across seeds}\n\\begin{tabular}{llllrrrrr}\n\\hline\n"
+                      "model & attack & victim & defence", out);
+                for (int c = 0; c < EX_NM; c++) {
+                    fputs(" & ", out);
+                    put_escaped(out, ex_metrics[c], fmt);
+                }
+                fputs(" \\\\\n\\hline\n", out);
+            }
+        }
+        for (int c = 0; c < 4; c++) {
+            if (fmt == RS_FMT_MD) fputs(c ? " " : "| ", out);
+            else if (c) fputs(fmt == RS_FMT_CSV ? "," : " & ", out);
+            put_escaped(out, keys[c], fmt);
+            if (fmt == RS_FMT_MD) fputs(" |", out);
+        }
+        for (int c = 0; c < EX_NM; c++) {
+            if (fmt == RS_FMT_CSV) {
+                put_csv_cell(out, &t[r].cells[c], u, 0);
+                continue;
+            }
+            fputs(fmt == RS_FMT_MD ? " " : " & ", out);
+            put_cell(out, &t[r].cells[c], u, fmt);
+            if (fmt == RS_FMT_MD) fputs(" |", out);
+        }
+        fputs(fmt == RS_FMT_LATEX ? " \\\\\n" : "\n", out);
+    }
+    if (rc == 0 && fmt == RS_FMT_LATEX) fputs("\\hline\n\\end{tabular}\n\\end{table}\n", out);
+    for (int r = 0; t && r < nt; r++)
+        for (int c = 0; c < EX_NM; c++) free(t[r].cells[c].v);
+    free(t);
+    free(idx);
+    if (rc == 0 && ferror(out)) rc = lm_errf(err, "write error on the table output");
+    return rc;
+}
+
 int rs_table(const rs_row *rows, size_t n, rs_format fmt, const char *metric, rs_layout layout,
              FILE *out, lm_err *err) {
+    if (layout == RS_LAYOUT_EXTRACTION) return ex_table(rows, n, fmt, out, err);
     if (!metric || !*metric) return lm_errf(err, "no metric given");
     int seen = 0;
     for (size_t i = 0; i < n && !seen; i++) seen = !isnan(rs_row_metric(&rows[i], metric, NULL));

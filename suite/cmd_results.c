@@ -40,7 +40,7 @@ static int read_all(const char **paths, int n, rs_row **rows, size_t *n_rows, lm
 
 static const char table_help[] =
     "usage: smudge table RESULTS.h5 [MORE.h5 ...] [--format md|csv|latex]\n"
-    "                    [--metric NAME] [--layout stages|methods]\n\n"
+    "                    [--metric NAME] [--layout stages|methods|extraction]\n\n"
     "Prints a leaderboard from one or more result files (several files are\n"
     "read as if merged: per unit, the newest ok row counts).\n\n"
     "  --format F   md (default), csv or latex\n"
@@ -50,7 +50,9 @@ static const char table_help[] =
     "  --layout L   stages (default): model x fingerprint rows, columns\n"
     "               base -> fingerprinted -> erased -> recovered (the\n"
     "               MEraser paper's main table);\n"
-    "               methods: removal methods x fingerprints.\n\n"
+    "               methods: removal methods x fingerprints;\n"
+    "               extraction: the extraction track's table, model x attack x\n"
+    "               victim x defence rows, its five metrics as columns.\n\n"
     "Cells are mean ± 95% CI (t-distribution) across seeds; one seed shows\n"
     "the mean alone. \"failed\": every unit of the cell failed; a * marks\n"
     "cells with some failed seeds. CSV gives mean, ci95_lo, ci95_hi and n\n"
@@ -82,7 +84,7 @@ int cmd_table(int argc, char **argv) {
         return CLI_USAGE;
     }
     if (l && rs_layout_from_name(l, &layout)) {
-        fprintf(stderr, "smudge table: --layout: '%s' is not stages or methods\n", l);
+        fprintf(stderr, "smudge table: --layout: '%s' is not stages, methods or extraction\n", l);
         return CLI_USAGE;
     }
     rs_row *rows;

@@ -24,11 +24,13 @@
 #include <unistd.h>
 
 #include <dirent.h>
+#include <ftw.h>
 #include <pthread.h>
 
 #include "backend.h"
 #include "dataset.h"
 #include "evaluate.h"
+#include "extraction.h"
 #include "fingerprint.h"
 #include "model_io.h"
 #include "unit.h"
@@ -273,8 +275,186 @@ static void implant_epoch(void *ctx, int epoch, double loss, double fsr, int hit
             n);
 }
 
+/* ---- the extraction track (extraction.md) ---- */
+
+static void copy_tokenizer_files(const char *from_dir, const char *to_dir);
+
+static void ex_log(void *ctx, const char *line) {
+    (void)ctx;
+    fprintf(stderr, "extract: %s\n", line);
+}
+
+/* A grid data set's path and format, or NULLs. */
+static void ex_data_of(const su_grid *g, int method, const char *name, const char **path,
+                       const char **fmt) {
+    const su_data *d = su_grid_data(g, method, name);
+    *path = d ? d->path : NULL;
+    *fmt = d && d->format[0] ? d->format : NULL;
+}
+
+/* rm -r of a scratch folder the unit made inside its own artifact. */
+static int ex_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static int ex_load(const char *path, const char *tok_path, int threads, lm_tokenizer *tok,
+                   lm_model *m, lm_backend **be, lm_err *err) {
+    if (su_load_tokenizer(path, tok_path && tok_path[0] ? tok_path : NULL, tok, err)) return -1;
+    if (su_load_model(path, threads, m, be, err)) {
+        lm_tokenizer_free(tok);
+        return -1;
+    }
+    if (su_check_vocab(m, tok, err)) {
+        lm_model_free(m);
+        lm_backend_cpu_free(*be);
+        lm_tokenizer_free(tok);
+        return -1;
+    }
+    return 0;
+}
+
+/* implant = the publisher's backdoor ("none": the base model itself). */
+static int ex_implant_run(const su_exec *x, rs_row *row, lm_err *err) {
+    const su_grid *g = x->plan->grid;
+    const su_fingerprint *f = &g->fps[x->unit->fp];
+    char path[SU_PATH_LEN], tok_path[SU_PATH_LEN + 300];
+    ex_variant v;
+    if (ex_variant_parse(f->type, &v)) return lm_errf(err, "unknown attack '%s'", f->type);
+    if (su_model_path(g, x->unit->model, x->threads, path, sizeof path, err)) return -1;
+    if (v == EX_NONE) return su_artifact_ref_model(x->out_dir, path, err);
+    if (model_tokenizer(path, tok_path, sizeof tok_path, err)) return -1;
+    lm_tokenizer tok;
+    lm_model m;
+    lm_backend *be = NULL;
+    if (ex_load(path, tok_path, x->threads, &tok, &m, &be, err)) return -1;
+    char scratch[SU_PATH_LEN + 32], out[SU_PATH_LEN + 32];
+    snprintf(scratch, sizeof scratch, "%s/scratch", x->out_dir);
+    snprintf(out, sizeof out, "%s/model", x->out_dir);
+    int rc = mkdir(scratch, 0755) ? lm_errf(err, "%s: %s", scratch, strerror(errno)) : 0;
+    ex_pipeline_in in = {.variant = v, .trigger = v, .steps = EX_STEP_BACKDOOR,
+                         .params = &f->set.params, .work_dir = scratch,
+                         .seed = (uint64_t)g->seeds[x->unit->seed], .log = ex_log};
+    ex_data_of(g, -1, "public", &in.pub_path, &in.pub_fmt);
+    ex_pipeline_out po;
+    memset(&po, 0, sizeof po);
+    if (rc == 0) rc = ex_pipeline(&m, &tok, &in, &po, err);
+    if (rc == 0) rc = lm_model_save_hf(&m, out, err);
+    if (rc == 0) {
+        copy_tokenizer_files(path, out);
+        row->tokens += (int64_t)po.backdoor.tokens;
+        rc = rs_row_set_metric(row, "backdoor_final_loss", po.backdoor.final_loss,
+                               po.backdoor.examples, err);
+        if (rc == 0) rc = rs_row_set_metric(row, "backdoor_positives", po.backdoor.positives, 1, err);
+        if (rc == 0) rc = rs_row_set_metric(row, "backdoor_negatives", po.backdoor.negatives, 1, err);
+    }
+    ex_pipeline_out_free(&po);
+    nftw(scratch, ex_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    lm_model_free(&m);
+    lm_backend_cpu_free(be);
+    lm_tokenizer_free(&tok);
+    return rc ? -1 : 0;
+}
+
+/* eval = the victim's fine-tuning of the (defended) model on its private
+ * set, then the extraction; the attack's public-set settings with the
+ * victim's own. */
+static int ex_eval_run(const su_exec *x, rs_row *row, lm_err *err) {
+    const su_plan *p = x->plan;
+    const su_grid *g = p->grid;
+    const su_unit *u = x->unit;
+    const su_fingerprint *f = &g->fps[u->fp];
+    ex_variant v;
+    if (ex_variant_parse(f->type, &v)) return lm_errf(err, "unknown attack '%s'", f->type);
+    char base[SU_PATH_LEN], tok_path[SU_PATH_LEN + 300], model_path[SU_PATH_LEN];
+    if (su_model_path(g, u->model, x->threads, base, sizeof base, err) ||
+        model_tokenizer(base, tok_path, sizeof tok_path, err) ||
+        su_artifact_model(x->inputs[0], model_path, sizeof model_path, err))
+        return -1;
+    sm_params params = g->victims[u->victim].set.params;
+    static const char *const from_attack[] = {"public_rows", "public_world", NULL};
+    for (int i = 0; i < params.n; i++)
+        for (int k = 0; from_attack[k]; k++)
+            if (!strcmp(params.v[i].name, from_attack[k]))
+                params.v[i] = f->set.params.v[i]; /* one table: same order */
+    lm_tokenizer tok;
+    lm_model m;
+    lm_backend *be = NULL;
+    if (ex_load(model_path, tok_path, x->threads, &tok, &m, &be, err)) return -1;
+    char scratch[SU_PATH_LEN + 32];
+    snprintf(scratch, sizeof scratch, "%s/scratch", x->out_dir);
+    int rc = mkdir(scratch, 0755) ? lm_errf(err, "%s: %s", scratch, strerror(errno)) : 0;
+    ex_pipeline_in in = {.variant = EX_NONE, .trigger = v == EX_NONE ? EX_PLAIN : v,
+                         .steps = EX_STEP_VICTIM | EX_STEP_EXTRACT, .params = &params,
+                         .work_dir = scratch, .seed = (uint64_t)g->seeds[u->seed],
+                         .log = ex_log};
+    ex_data_of(g, u->method, "public", &in.pub_path, &in.pub_fmt);
+    ex_data_of(g, u->method, "private", &in.priv_path, &in.priv_fmt);
+    ex_pipeline_out po;
+    memset(&po, 0, sizeof po);
+    if (rc == 0) rc = ex_pipeline(&m, &tok, &in, &po, err);
+    if (rc == 0) {
+        const ex_extract_result *r = &po.extract;
+        int nw = r->n_words, nv = r->n_valid;
+        row->tokens += (int64_t)po.victim.tokens;
+        struct {
+            const char *name;
+            double v;
+            int n;
+        } ms[] = {{"match_ratio", r->match_ratio, nv},
+                  {"query_extraction_ratio", r->query_extraction_ratio, r->n_queries},
+                  {"token_extraction_ratio", r->token_extraction_ratio, r->n_queries},
+                  {"opening_word_f1", r->opening_word_f1, nw},
+                  {"bleu", r->bleu, nv},
+                  {"match_ratio_max10", r->match_ratio_max10, nv},
+                  {"bleu_max10", r->bleu_max10, nv},
+                  {"opening_word_acc", r->opening_word_acc, nw},
+                  {"valid_words", nv, nw},
+                  {"victim_final_loss", po.victim.final_loss, po.victim.examples}};
+        for (size_t i = 0; rc == 0 && i < sizeof ms / sizeof ms[0]; i++)
+            rc = rs_row_set_metric(row, ms[i].name, ms[i].v, ms[i].n, err);
+        double *score = malloc((size_t)(nw ? nw : 1) * sizeof *score);
+        double *mr = malloc((size_t)(nw ? nw : 1) * sizeof *mr);
+        int64_t *valid = malloc((size_t)(nw ? nw : 1) * sizeof *valid);
+        int64_t *real = malloc((size_t)(nw ? nw : 1) * sizeof *real);
+        if (rc == 0 && (!score || !mr || !valid || !real)) rc = lm_errf(err, "out of memory");
+        for (int i = 0; rc == 0 && i < nw; i++) {
+            score[i] = r->words[i].score;
+            mr[i] = r->words[i].mr_mean;
+            valid[i] = r->words[i].valid;
+            real[i] = r->words[i].real;
+        }
+        if (rc == 0) rc = rs_row_add_detail(row, "word_score", score, (size_t)nw, err);
+        if (rc == 0) rc = rs_row_add_detail(row, "word_mr_mean", mr, (size_t)nw, err);
+        if (rc == 0) rc = rs_row_add_detail_i64(row, "word_valid", valid, (size_t)nw, err);
+        if (rc == 0) rc = rs_row_add_detail_i64(row, "word_real", real, (size_t)nw, err);
+        free(score);
+        free(mr);
+        free(valid);
+        free(real);
+        /* the full outcome (words, samples) beside the row */
+        char *json = rc == 0 ? ex_pipeline_json(&in, &po, 1) : NULL;
+        char jp[SU_PATH_LEN + 64];
+        snprintf(jp, sizeof jp, "%s/extraction.json", x->out_dir);
+        FILE *jf = json ? fopen(jp, "w") : NULL;
+        if (jf) {
+            fputs(json, jf);
+            fclose(jf);
+        }
+        free(json);
+    }
+    ex_pipeline_out_free(&po);
+    nftw(scratch, ex_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    lm_model_free(&m);
+    lm_backend_cpu_free(be);
+    lm_tokenizer_free(&tok);
+    return rc ? -1 : 0;
+}
+
 static int implant_run(const su_exec *x, rs_row *row, lm_err *err) {
     const su_grid *g = x->plan->grid;
+    if (g->extraction) return ex_implant_run(x, row, err);
     const su_fingerprint *f = &g->fps[x->unit->fp];
     char path[SU_PATH_LEN];
     if (su_model_path(g, x->unit->model, x->threads, path, sizeof path, err)) return -1;
@@ -376,6 +556,7 @@ static int eval_run(const su_exec *x, rs_row *row, lm_err *err) {
     const su_plan *p = x->plan;
     const su_grid *g = p->grid;
     const su_unit *u = x->unit;
+    if (g->extraction) return ex_eval_run(x, row, err);
     int base_eval = u->kind == SU_BASE_EVAL;
     char model_path[SU_PATH_LEN], base[SU_PATH_LEN], tok[SU_PATH_LEN + 300];
     char world[SU_PATH_LEN], fp_file[SU_PATH_LEN + 160], policy[SU_PATH_LEN + 32];
@@ -617,7 +798,10 @@ const char *su_fp_type_list(int debug) {
 
 /* metrics.md's names. */
 static const char *const metric_names[] = {
-    "fsr", "ftr", "ppl", "ppl_ref", "copa", "rte", "wsc", "boolq", "sciq", "asr", NULL};
+    "fsr", "ftr", "ppl", "ppl_ref", "copa", "rte", "wsc", "boolq", "sciq", "asr",
+    /* the extraction track (metrics.md section 4) */
+    "match_ratio", "query_extraction_ratio", "token_extraction_ratio", "opening_word_f1",
+    "bleu", NULL};
 
 int su_metric_known(const char *name) {
     for (int i = 0; metric_names[i]; i++)
@@ -626,7 +810,8 @@ int su_metric_known(const char *name) {
 }
 
 const char *su_metric_list(void) {
-    return "fsr, ftr, ppl, ppl_ref, copa, rte, wsc, boolq, sciq, asr";
+    return "fsr, ftr, ppl, ppl_ref, copa, rte, wsc, boolq, sciq, asr, match_ratio, "
+           "query_extraction_ratio, token_extraction_ratio, opening_word_f1, bleu";
 }
 
 int su_model_path(const su_grid *g, int model, int threads, char *out, size_t cap,

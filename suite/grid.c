@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "dataset.h"
+#include "extraction.h"
 #include "unit.h"
 #include "zoo.h"
 
@@ -680,6 +681,142 @@ static int parse_methods(su_grid *g, const cJSON *arr, const cJSON *top_data,
     return 0;
 }
 
+/* ---- the extraction track (extraction.md) ---- */
+
+/* "attacks": ["none", "plain", {"variant": "gibberish", "name": N,
+ * "params": {...}}], each into g->fps with type = the variant and params
+ * checked against ex_params (sweeps allowed). */
+static int parse_attacks(su_grid *g, const cJSON *arr, lm_err *err) {
+    if (!arr) return FAIL("attacks", "is required (e.g. [\"none\", \"plain\", \"gibberish\"])");
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0)
+        return FAIL("attacks", "must be a non-empty list");
+    sm_method table = {.abi = SM_METHOD_ABI, .name = "extraction", .params = ex_params,
+                       .n_params = ex_n_params};
+    int i = 0;
+    for (const cJSON *c = arr->child; c; c = c->next, i++) {
+        char path[64], variant[SU_TYPE_LEN], name[RS_FP_LEN] = "";
+        snprintf(path, sizeof path, "attacks[%d]", i);
+        const cJSON *params = NULL;
+        if (cJSON_IsString(c)) {
+            if (strlen(c->valuestring) >= sizeof variant) return FAIL(path, "name too long");
+            snprintf(variant, sizeof variant, "%s", c->valuestring);
+        } else if (cJSON_IsObject(c)) {
+            static const char *const keys[] = {"variant", "name", "params", NULL};
+            if (check_keys(g, c, path, keys, err) ||
+                get_string(g, c, "variant", path, NULL, variant, sizeof variant, err) ||
+                get_string(g, c, "name", path, "", name, sizeof name, err))
+                return -1;
+            params = cJSON_GetObjectItemCaseSensitive(c, "params");
+        } else {
+            return FAIL(path, "must be a variant or {\"variant\", \"name\", \"params\"}");
+        }
+        ex_variant v;
+        if (ex_variant_parse(variant, &v))
+            return FAIL(path, "unknown attack variant '%s' (none, plain, gibberish)", variant);
+        su_pset *sets;
+        int n_sets;
+        if (expand_params(g, &table, params, path, &sets, &n_sets, err)) return -1;
+        su_fingerprint *fps = realloc(g->fps, (size_t)(g->n_fps + n_sets) * sizeof *fps);
+        if (!fps) {
+            free(sets);
+            return lm_errf(err, "out of memory");
+        }
+        g->fps = fps;
+        for (int s = 0; s < n_sets; s++) {
+            su_fingerprint *f = &g->fps[g->n_fps + s];
+            memset(f, 0, sizeof *f);
+            snprintf(f->type, sizeof f->type, "%s", variant);
+            f->entry = i;
+            f->set = sets[s];
+            const char *base = name[0] ? name : variant;
+            if (n_sets > 1) snprintf(f->label, sizeof f->label, "%.50s#%d", base, s + 1);
+            else snprintf(f->label, sizeof f->label, "%s", base);
+        }
+        free(sets);
+        for (int s = g->n_fps; s < g->n_fps + n_sets; s++)
+            for (int j = 0; j < s; j++)
+                if (!strcmp(g->fps[j].label, g->fps[s].label))
+                    return FAIL(path, "label '%s' is already used by attacks[%d]; give it "
+                                      "a distinct \"name\"", g->fps[s].label, g->fps[j].entry);
+        g->n_fps += n_sets;
+    }
+    return 0;
+}
+
+/* "victims": ["query-loss", "masked", {"name": N, "params": {...}}];
+ * default ["query-loss", "masked"]. */
+static int parse_victims(su_grid *g, const cJSON *arr, lm_err *err) {
+    sm_method table = {.abi = SM_METHOD_ABI, .name = "extraction", .params = ex_params,
+                       .n_params = ex_n_params};
+    static const char *const dflt[] = {"query-loss", "masked"};
+    int n_in = arr ? cJSON_GetArraySize(arr) : 2;
+    if (arr && (!cJSON_IsArray(arr) || n_in == 0))
+        return FAIL("victims", "must be a non-empty list");
+    const cJSON *c = arr ? arr->child : NULL;
+    for (int i = 0; i < n_in; i++, c = c ? c->next : NULL) {
+        char path[64], name[RS_STAGE_LEN] = "";
+        snprintf(path, sizeof path, "victims[%d]", i);
+        const cJSON *params = NULL;
+        cJSON *made = NULL;
+        const char *word = !arr ? dflt[i] : cJSON_IsString(c) ? c->valuestring : NULL;
+        if (word) {
+            if (strcmp(word, "query-loss") && strcmp(word, "masked"))
+                return FAIL(path, "'%s' is not query-loss or masked (or give "
+                                  "{\"name\", \"params\"})", word);
+            snprintf(name, sizeof name, "%s", word);
+            made = cJSON_CreateObject();
+            cJSON_AddBoolToObject(made, "query_loss", !strcmp(word, "query-loss"));
+            params = made;
+        } else if (cJSON_IsObject(c)) {
+            static const char *const keys[] = {"name", "params", NULL};
+            if (check_keys(g, c, path, keys, err) ||
+                get_string(g, c, "name", path, NULL, name, sizeof name, err))
+                return -1;
+            params = cJSON_GetObjectItemCaseSensitive(c, "params");
+        } else {
+            return FAIL(path, "must be query-loss, masked or {\"name\", \"params\"}");
+        }
+        su_pset *sets;
+        int n_sets;
+        int r = expand_params(g, &table, params, path, &sets, &n_sets, err);
+        cJSON_Delete(made);
+        if (r) return -1;
+        su_victim *vs = realloc(g->victims, (size_t)(g->n_victims + n_sets) * sizeof *vs);
+        if (!vs) {
+            free(sets);
+            return lm_errf(err, "out of memory");
+        }
+        g->victims = vs;
+        for (int s = 0; s < n_sets; s++) {
+            su_victim *v = &g->victims[g->n_victims + s];
+            memset(v, 0, sizeof *v);
+            v->entry = i;
+            v->set = sets[s];
+            if (n_sets > 1) snprintf(v->label, sizeof v->label, "%.20s#%d", name, s % 100000 + 1);
+            else snprintf(v->label, sizeof v->label, "%s", name);
+        }
+        free(sets);
+        for (int s = g->n_victims; s < g->n_victims + n_sets; s++)
+            for (int j = 0; j < s; j++)
+                if (!strcmp(g->victims[j].label, g->victims[s].label))
+                    return FAIL(path, "name '%s' is already victims[%d]", g->victims[s].label,
+                                g->victims[j].entry);
+        g->n_victims += n_sets;
+    }
+    return 0;
+}
+
+const su_data *su_grid_data(const su_grid *g, int method, const char *name) {
+    int lo = 0, hi = g->n_data;
+    if (method >= 0 && method < g->n_methods) {
+        lo = g->methods[method].data_off;
+        hi = lo + g->methods[method].n_data;
+    }
+    for (int d = lo; d < hi; d++)
+        if (!strcmp(g->data[d].name, name)) return &g->data[d];
+    return NULL;
+}
+
 static int valid_metric_name(const char *s) {
     if (!*s) return 0;
     for (; *s; s++)
@@ -799,22 +936,56 @@ int su_grid_parse(su_grid *g, const char *text, const char *source,
     }
     static const char *const keys[] = {"name", "track", "models", "fingerprints",
                                        "methods", "data", "metrics", "seeds", "resources",
-                                       "output", "work_dir", NULL};
+                                       "output", "work_dir", "attacks", "victims", NULL};
     if (check_keys(g, root, "(top level)", keys, err)) goto done;
     char track[16];
     if (get_string(g, root, "name", "", "grid", g->name, sizeof g->name, err) ||
         get_string(g, root, "track", "", "real", track, sizeof track, err))
         goto done;
-    if (strcmp(track, "real") && strcmp(track, "debug")) {
-        FAIL("track", "'%s' is not \"real\" or \"debug\"", track);
+    if (strcmp(track, "real") && strcmp(track, "debug") && strcmp(track, "extraction")) {
+        FAIL("track", "'%s' is not \"real\", \"debug\" or \"extraction\"", track);
         goto done;
     }
     g->debug = !strcmp(track, "debug");
-    if (parse_models(g, cJSON_GetObjectItemCaseSensitive(root, "models"), base_dir, err) ||
-        parse_fingerprints(g, cJSON_GetObjectItemCaseSensitive(root, "fingerprints"), err) ||
-        parse_methods(g, cJSON_GetObjectItemCaseSensitive(root, "methods"),
-                      cJSON_GetObjectItemCaseSensitive(root, "data"), base_dir, err) ||
-        parse_metrics(g, cJSON_GetObjectItemCaseSensitive(root, "metrics"), err) ||
+    /* The extraction track: attacks and victims instead of fingerprints;
+     * the methods (the victim's defences) default to "none". */
+    g->extraction = !strcmp(track, "extraction");
+    cJSON *ex_methods = NULL;
+    if (g->extraction) {
+        const char *wrong = cJSON_GetObjectItemCaseSensitive(root, "fingerprints") ? "fingerprints"
+                                                                                   : NULL;
+        if (wrong) {
+            FAIL(wrong, "the extraction track takes \"attacks\" and \"victims\" instead");
+            goto done;
+        }
+        if (!cJSON_GetObjectItemCaseSensitive(root, "methods")) {
+            ex_methods = cJSON_CreateArray();
+            cJSON_AddItemToArray(ex_methods, cJSON_CreateString("none"));
+        }
+    } else {
+        const char *wrong = cJSON_GetObjectItemCaseSensitive(root, "attacks")   ? "attacks"
+                            : cJSON_GetObjectItemCaseSensitive(root, "victims") ? "victims"
+                                                                                : NULL;
+        if (wrong) {
+            FAIL(wrong, "belongs to the extraction track (\"track\": \"extraction\")");
+            goto done;
+        }
+    }
+    int ex_bad = g->extraction &&
+                 (parse_attacks(g, cJSON_GetObjectItemCaseSensitive(root, "attacks"), err) ||
+                  parse_victims(g, cJSON_GetObjectItemCaseSensitive(root, "victims"), err));
+    if (ex_bad) {
+        cJSON_Delete(ex_methods);
+        goto done;
+    }
+    int bad_methods = parse_models(g, cJSON_GetObjectItemCaseSensitive(root, "models"), base_dir, err) ||
+        (!g->extraction &&
+         parse_fingerprints(g, cJSON_GetObjectItemCaseSensitive(root, "fingerprints"), err)) ||
+        parse_methods(g, ex_methods ? ex_methods : cJSON_GetObjectItemCaseSensitive(root, "methods"),
+                      cJSON_GetObjectItemCaseSensitive(root, "data"), base_dir, err);
+    cJSON_Delete(ex_methods);
+    if (bad_methods) goto done;
+    if (parse_metrics(g, cJSON_GetObjectItemCaseSensitive(root, "metrics"), err) ||
         parse_seeds(g, cJSON_GetObjectItemCaseSensitive(root, "seeds"), err) ||
         parse_resources(g, cJSON_GetObjectItemCaseSensitive(root, "resources"), err) ||
         get_string(g, root, "output", "", "results.h5", g->output, sizeof g->output, err) ||
@@ -888,6 +1059,7 @@ int su_grid_load(su_grid *g, const char *path, lm_err *err) {
 void su_grid_free(su_grid *g) {
     free(g->models);
     free(g->fps);
+    free(g->victims);
     free(g->methods);
     free(g->metrics);
     free(g->data);

@@ -78,6 +78,13 @@ typedef struct su_metric {
     char dataset[SU_PATH_LEN]; /* "" = the metric's default */
 } su_metric;
 
+/* Extraction track (extraction.md): one victim setting of "victims". */
+typedef struct su_victim {
+    char label[RS_STAGE_LEN];  /* shown as the row's stage: "query-loss" */
+    int entry;                 /* index in the JSON victims[] */
+    su_pset set;               /* ex_params (methods/extraction.h) */
+} su_victim;
+
 typedef struct su_resources {
     int threads;        /* OpenMP threads inside one unit */
     int parallel;       /* units at once in a single-process run */
@@ -89,6 +96,11 @@ typedef struct su_grid {
     char source[512];   /* file name used in messages */
     char name[64];
     int debug;          /* track "debug" */
+    int extraction;     /* track "extraction": "attacks" (none, plain,
+                           gibberish) fill fps, "victims" the victim
+                           settings, "methods" are the victim's defences */
+    su_victim *victims;
+    int n_victims;
     su_model *models;
     int n_models;
     su_fingerprint *fps; /* expanded */
@@ -107,6 +119,11 @@ typedef struct su_grid {
     char *canonical;     /* the whole config as canonical JSON */
     char sha256[65];     /* of `canonical` */
 } su_grid;
+
+/* A data set of the grid by name: in method k's run (k >= 0), else the
+ * first of that name in the pool (top-level data is in every run). NULL
+ * when there is none. */
+const su_data *su_grid_data(const su_grid *g, int method, const char *name);
 
 /* Parses and validates text. source names the file in messages; base_dir
  * (or NULL = current directory) anchors relative model paths. */

@@ -58,6 +58,7 @@ static int add_unit(builder *b, su_kind kind, int model, int fp, int method,
     p->u.method = method;
     p->u.seed = seed;
     p->u.target = target;
+    p->u.victim = -1;
     if (p0 >= 0) p->par[p->np++] = p0;
     if (p1 >= 0) p->par[p->np++] = p1;
     return b->n++;
@@ -169,6 +170,22 @@ static int compute_identity(su_plan *p, int i, lm_err *err) {
         metrics_spec(g, ms, sizeof ms);
         o += (size_t)snprintf(t + o, o < cap ? cap - o : 0, "metrics=%s\n", ms);
     }
+    if (g->extraction) {
+        /* extraction track: the backdoor and the victim's settings and data */
+        o += (size_t)snprintf(t + o, o < cap ? cap - o : 0, "track=extraction\n");
+        if (u->kind == SU_IMPLANT || u->kind == SU_EVAL)
+            for (int d = 0; d < 2; d++) {
+                const su_data *x = su_grid_data(g, u->method, d ? "private" : "public");
+                struct stat st;
+                if (x && stat(x->path, &st) == 0)
+                    o += (size_t)snprintf(t + o, o < cap ? cap - o : 0,
+                                          "data=%s:%s:%lld:%lld\n", x->name, x->path,
+                                          (long long)st.st_size, (long long)st.st_mtim.tv_sec);
+            }
+        if (u->victim >= 0)
+            o += (size_t)snprintf(t + o, o < cap ? cap - o : 0, "victim=%s\nvictim_params=%s\n",
+                                  g->victims[u->victim].label, g->victims[u->victim].set.json);
+    }
     if (u->seed >= 0)
         o += (size_t)snprintf(t + o, o < cap ? cap - o : 0, "seed=%lld\n",
                               (long long)g->seeds[u->seed]);
@@ -193,7 +210,10 @@ static int compute_identity(su_plan *p, int i, lm_err *err) {
     case SU_PREPARE: snprintf(t, cap, "prepare %s/s%lld/%s", model, seed, set); break;
     case SU_REMOVE: snprintf(t, cap, "remove %s/%s/s%lld/%s", model, fp, seed, set); break;
     case SU_EVAL:
-        if (u->method >= 0) snprintf(t, cap, "eval %s/%s/s%lld/%s", model, fp, seed, set);
+        if (u->victim >= 0)
+            snprintf(t, cap, "eval %s/%s/s%lld/%s/%s", model, fp, seed, set,
+                     g->victims[u->victim].label);
+        else if (u->method >= 0) snprintf(t, cap, "eval %s/%s/s%lld/%s", model, fp, seed, set);
         else snprintf(t, cap, "eval %s/%s/s%lld", model, fp, seed);
         break;
     default: snprintf(t, cap, "?"); break;
@@ -229,10 +249,27 @@ int su_plan_build(su_plan *p, const su_grid *g, lm_err *err) {
             goto oom;                              \
     } while (0)
     int last;
+    /* The extraction track: backdoor -> defence -> one victim + extraction
+     * per victim setting; no base-eval (the attack "none" is the control). */
+    for (int m = 0; g->extraction && m < g->n_models; m++)
+        for (int s = 0; s < g->n_seeds; s++)
+            for (int f = 0; f < g->n_fps; f++) {
+                ADD(SU_IMPLANT, m, f, -1, s, -1, -1, -1);
+                int imp = last;
+                for (int k = 0; k < g->n_methods; k++) {
+                    ADD(SU_REMOVE, m, f, k, s, -1, imp, -1);
+                    int rem = last;
+                    for (int v = 0; v < g->n_victims; v++) {
+                        ADD(SU_EVAL, m, f, k, s, rem, rem, -1);
+                        b.v[last].u.victim = v;
+                    }
+                }
+            }
+    if (g->extraction) evals = 0; /* the loops below add nothing more */
     for (int m = 0; m < g->n_models && evals; m++)
         ADD(SU_BASE_EVAL, m, -1, -1, -1, -1, -1, -1);
     for (int m = 0; m < g->n_models; m++)
-        for (int s = 0; s < g->n_seeds; s++) {
+        for (int s = 0; s < g->n_seeds && !g->extraction; s++) {
             for (int k = 0; k < g->n_methods; k++) {
                 prep[k] = -1;
                 if (method_shares(g, k)) {
@@ -521,6 +558,8 @@ void su_row_identity(const su_plan *p, int i, rs_row *row) {
         !strcmp(g->methods[u->method].m->name, "meraser"))
         stage = sm_param_bool(&g->methods[u->method].set.params, "recover") ? RS_STAGE_RECOVERED
                                                                             : RS_STAGE_ERASED;
+    /* extraction track: the victim setting is the stage of its rows */
+    if (u->kind == SU_EVAL && u->victim >= 0) stage = g->victims[u->victim].label;
     RS_SET(row, stage, stage);
     RS_SET(row, model, g->models[u->model].label);
     RS_SET(row, fingerprint, u->fp >= 0 ? g->fps[u->fp].label : "");

@@ -12,6 +12,12 @@
  *   remove (implant [+ prepare] x method set) .... a cleaned model or policy
  *     eval (remove) .............................. stage "removed"
  *
+ * The extraction track (grid.h) reads the same DAG with other meanings:
+ * implant = the publisher's backdoor (model x attack x seed), remove = the
+ * victim's defence applied to the downloaded model, eval = the victim's
+ * fine-tuning on private data (one per victim setting) and the extraction,
+ * with the victim setting as the row's stage. No base-eval.
+ *
  * Units are numbered so every parent comes before its children. A unit's
  * hash covers everything that determines its output: its kind, the
  * executor's name and version, its parameters and seed, and its inputs'
@@ -40,6 +46,7 @@ typedef struct su_unit {
     su_kind kind;
     int model, fp, method, seed; /* grid indices; -1 when not part of it */
     int target;                  /* eval: the unit it evaluates; else -1 */
+    int victim;                  /* extraction track eval: grid victim index; else -1 */
     int stage;                   /* depth in the DAG: 0 for roots */
     char key[RS_KEY_LEN];        /* "remove tiny/none/s1/lora[rank=8]" */
     char hash[RS_HASH_LEN];
