@@ -943,7 +943,7 @@ int su_grid_parse(su_grid *g, const char *text, const char *source,
         get_string(g, root, "track", "", "real", track, sizeof track, err))
         goto done;
     if (strcmp(track, "real") && strcmp(track, "debug") && strcmp(track, "extraction")) {
-        FAIL("track", "'%s' is not \"real\", \"debug\" or \"extraction\"", track);
+        FAIL("track", "'%s' is not \"real\" or \"debug\" (or \"extraction\")", track);
         goto done;
     }
     g->debug = !strcmp(track, "debug");
