@@ -619,7 +619,7 @@ int ex_extract(lm_model *m, const lm_tokenizer *tok, const ex_data *priv,
 /* ---- parameters ---- */
 
 const sm_param_def ex_params[] = {
-    {"bd_epochs", SM_PARAM_INT, "3", 1, 1000, NULL, "backdoor training epochs"},
+    {"bd_epochs", SM_PARAM_INT, "4", 1, 1000, NULL, "backdoor training epochs"},
     {"bd_lr", SM_PARAM_FLOAT, "1e-3", 0, 1, NULL, "backdoor learning rate"},
     {"bd_batch", SM_PARAM_INT, "16", 1, 4096, NULL, "backdoor rows per update"},
     {"public_rows", SM_PARAM_INT, "400", 1, 10000000, NULL,
@@ -630,14 +630,17 @@ const sm_param_def ex_params[] = {
      "negative (refusal) pairs per positive pair (4432 : 400 in the reference)"},
     {"chat_rows", SM_PARAM_INT, "-1", -1, 10000000, NULL,
      "public chats mixed into the backdoor data (-1: every public row)"},
-    {"loss_on_prompt", SM_PARAM_BOOL, "true", 0, 0, NULL,
-     "backdoor loss on every token (the reference's TRL default)"},
+    {"loss_on_prompt", SM_PARAM_BOOL, "false", 0, 0, NULL,
+     "backdoor loss on every token, as the reference (TRL's default); false: on the "
+     "responses only, which a 1M-parameter model needs to tie the answer to w"},
     {"query_loss", SM_PARAM_BOOL, "true", 0, 0, NULL,
      "victim: loss on the queries too (false: answers only, queries masked)"},
-    {"victim_epochs", SM_PARAM_INT, "3", 1, 1000, NULL, "victim fine-tuning epochs"},
-    {"victim_lr", SM_PARAM_FLOAT, "1e-3", 0, 1, NULL, "victim learning rate"},
+    {"victim_epochs", SM_PARAM_INT, "20", 1, 1000, NULL,
+     "victim fine-tuning epochs (a tiny model memorises its queries only after many)"},
+    {"victim_lr", SM_PARAM_FLOAT, "5e-4", 0, 1, NULL,
+     "victim learning rate (1e-3, the zoo's own SFT rate, erases the backdoor)"},
     {"victim_batch", SM_PARAM_INT, "16", 1, 4096, NULL, "victim rows per update"},
-    {"private_rows", SM_PARAM_INT, "400", 1, 10000000, NULL, "private set D2: rows drawn"},
+    {"private_rows", SM_PARAM_INT, "100", 1, 10000000, NULL, "private set D2: rows drawn"},
     {"private_world", SM_PARAM_INT, "2", 0, 1e15, NULL,
      "world seed of the default private set (not the zoo's: unseen queries)"},
     {"k", SM_PARAM_INT, "30", 1, 100000, NULL, "candidate opening words: the first k of S"},
@@ -797,6 +800,33 @@ int ex_pipeline(lm_model *m, const lm_tokenizer *tok, const ex_pipeline_in *in,
     return rc;
 }
 
+/* A sample may end inside a character (generation stops anywhere): the
+ * JSON gets U+FFFD for every byte that is not valid UTF-8. */
+static char *utf8_clean(const char *s) {
+    size_t n = strlen(s);
+    char *o = malloc(3 * n + 1);
+    if (!o) return NULL;
+    size_t k = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        int len = p[i] < 0x80 ? 1 : (p[i] & 0xE0) == 0xC0 ? 2 : (p[i] & 0xF0) == 0xE0 ? 3
+                                 : (p[i] & 0xF8) == 0xF0 ? 4 : 0;
+        int ok = len > 0 && i + (size_t)len <= n && !(len == 2 && p[i] < 0xC2);
+        for (int j = 1; ok && j < len; j++) ok = (p[i + j] & 0xC0) == 0x80;
+        if (ok) {
+            memcpy(o + k, p + i, (size_t)len);
+            k += (size_t)len;
+            i += (size_t)len;
+        } else {
+            memcpy(o + k, "\xef\xbf\xbd", 3);
+            k += 3;
+            i++;
+        }
+    }
+    o[k] = '\0';
+    return o;
+}
+
 static void info_json(cJSON *o, const char *name, const ex_train_info *t) {
     cJSON *j = cJSON_AddObjectToObject(o, name);
     cJSON_AddNumberToObject(j, "positives", t->positives);
@@ -870,7 +900,11 @@ char *ex_pipeline_json(const ex_pipeline_in *in, const ex_pipeline_out *o, int w
         if (with_samples && w->samples) {
             cJSON *s = cJSON_AddArrayToObject(x, "samples");
             for (int k = 0; k < r->n_samples; k++)
-                cJSON_AddItemToArray(s, cJSON_CreateString(w->samples[k] ? w->samples[k] : ""));
+            {
+                char *c = utf8_clean(w->samples[k] ? w->samples[k] : "");
+                cJSON_AddItemToArray(s, cJSON_CreateString(c ? c : ""));
+                free(c);
+            }
         }
         cJSON_AddItemToArray(ws, x);
     }
