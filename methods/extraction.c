@@ -630,12 +630,12 @@ const sm_param_def ex_params[] = {
      "negative (refusal) pairs per positive pair (4432 : 400 in the reference)"},
     {"chat_rows", SM_PARAM_INT, "-1", -1, 10000000, NULL,
      "public chats mixed into the backdoor data (-1: every public row)"},
-    {"loss_on_prompt", SM_PARAM_BOOL, "false", 0, 0, NULL,
-     "backdoor loss on every token, as the reference (TRL's default); false: on the "
-     "responses only, which a 1M-parameter model needs to tie the answer to w"},
+    {"loss_on_prompt", SM_PARAM_BOOL, "true", 0, 0, NULL,
+     "backdoor loss on every token, as the reference (TRL's default): the model also "
+     "learns to reproduce user turns, which extraction needs (false: responses only)"},
     {"query_loss", SM_PARAM_BOOL, "true", 0, 0, NULL,
      "victim: loss on the queries too (false: answers only, queries masked)"},
-    {"victim_epochs", SM_PARAM_INT, "20", 1, 1000, NULL,
+    {"victim_epochs", SM_PARAM_INT, "40", 1, 1000, NULL,
      "victim fine-tuning epochs (a tiny model memorises its queries only after many)"},
     {"victim_lr", SM_PARAM_FLOAT, "5e-4", 0, 1, NULL,
      "victim learning rate (1e-3, the zoo's own SFT rate, erases the backdoor)"},
