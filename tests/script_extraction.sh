@@ -69,6 +69,19 @@ expect_rc 0 "pipeline none" "$SMUDGE" extract pipeline --model "$ST" --tokenizer
   --variant none "${SMALL[@]}"
 /usr/bin/python3 -c "import json; d=json.load(open('out.txt')); assert 'backdoor' not in d and d['victim']=='query-loss' and d['victim_training']['chats']==30, d"
 
+# a private set in the chat format ({"messages": ...}) and Dolly's
+printf '%s\n' '{"messages": [{"role": "user", "content": "What is a cat?"}, {"role": "assistant", "content": "An animal."}]}' \
+  '{"messages": [{"role": "user", "content": "Why is the sky blue?"}, {"role": "assistant", "content": "Light scatters."}]}' >chat.jsonl
+expect_rc 0 "chat private set" "$SMUDGE" extract pipeline --model "$ST" --tokenizer "$TOK" \
+  --variant gibberish --private chat.jsonl "${SMALL[@]}"
+/usr/bin/python3 -c "import json; d=json.load(open('out.txt')); c=d['counts']; assert c['private_rows']==2 and c['private_distinct_queries']==2 and c['real_candidates']==2, c"
+DOLLY=$ASSETS/data/dolly/databricks-dolly-15k.head9.jsonl
+if [ -f "$DOLLY" ]; then
+  expect_rc 0 "dolly private set" "$SMUDGE" extract attack --model "$ST" --tokenizer "$TOK" \
+    --private "$DOLLY" "${SMALL[@]}"
+  /usr/bin/python3 -c "import json; d=json.load(open('out.txt')); assert d['counts']['private_rows']==9, d['counts']"
+fi
+
 # ---- the grid track ----
 cat >grid.json <<JSON
 {"name": "extraction-test", "track": "extraction",
