@@ -58,25 +58,6 @@ static const char methods_usage[] =
     "and its parameter table (name, type, default, range or choices, help).\n"
     "With NAME, only that method.\n";
 
-/* Data sets smudge can supply itself, from the world a zoo model was
- * trained on. */
-static const struct {
-    const char *name, *file, *what;
-} embedded[] = {
-    {"instructions", "instructions.jsonl", "the world's instructions.jsonl (Guanaco chats)"},
-    {"corpus", "corpus.txt", "the world's corpus.txt (pretraining text)"},
-    {"heldout", "heldout.txt", "the world's heldout.txt (held-out text)"},
-};
-
-static const char *embedded_file(const char *name, const char **what) {
-    for (size_t i = 0; i < sizeof embedded / sizeof embedded[0]; i++)
-        if (!strcmp(embedded[i].name, name)) {
-            if (what) *what = embedded[i].what;
-            return embedded[i].file;
-        }
-    return NULL;
-}
-
 /* A wants_data entry: "name" or "name?" (optional). */
 static void data_name(const char *entry, char *name, size_t cap, int *optional) {
     size_t n = strlen(entry);
@@ -112,7 +93,7 @@ static void print_method(const sm_method *m, int plugin) {
             const char *what = NULL;
             data_name(m->wants_data[i], name, sizeof name, &opt);
             if (opt) printf("    %-14s optional\n", name);
-            else if (embedded_file(name, &what)) printf("    %-14s default: %s\n", name, what);
+            else if (su_world_data_file(name, &what)) printf("    %-14s default: %s\n", name, what);
             else printf("    %-14s required (--data %s=FILE)\n", name, name);
         }
     }
@@ -496,7 +477,7 @@ int cmd_remove(int argc, char **argv) {
         data_name(m->wants_data[k], w, sizeof w, &opt);
         for (int i = 0; i < n_data; i++) given |= !strcmp(data[i].name, w);
         if (given || opt) continue;
-        if (embedded_file(w, NULL)) {
+        if (su_world_data_file(w, NULL)) {
             need_world = 1;
         } else {
             rc = lm_errf(&err, "method '%s' needs data set '%s', which has no built-in default: "
@@ -527,7 +508,7 @@ int cmd_remove(int argc, char **argv) {
         int opt, given = 0;
         data_name(m->wants_data[k], w, sizeof w, &opt);
         for (int i = 0; i < n_data; i++) given |= !strcmp(data[i].name, w);
-        const char *file = embedded_file(w, NULL);
+        const char *file = su_world_data_file(w, NULL);
         if (given || opt || !file) continue;
         if (n_data >= MAX_DATA - 1) {
             rc = lm_errf(&err, "method '%s' wants too many data sets", m->name);

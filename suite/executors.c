@@ -706,6 +706,25 @@ static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
         const su_data *x = &g->data[me->data_off + d];
         data[d] = (sm_data){x->name, x->path, x->format[0] ? x->format : NULL};
     }
+    /* Wanted data the grid does not name comes from the model's world, as
+     * smudge remove does: the default grid names none. Optional sets
+     * ("name?") stay absent, so a method's own fallbacks apply. */
+    char world[SU_PATH_LEN], world_paths[8][SU_PATH_LEN + 32];
+    int n_world = 0, have_world = 0;
+    for (int k = 0; m->wants_data && m->wants_data[k] && rc == 0; k++) {
+        const char *w = m->wants_data[k];
+        size_t wl = strlen(w);
+        if (wl == 0 || w[wl - 1] == '?') continue;
+        int given = 0;
+        for (int d = 0; d < n_data; d++) given |= !strcmp(data[d].name, w);
+        const char *file = su_world_data_file(w, NULL);
+        if (given || !file || n_data >= 16 || n_world >= 8) continue;
+        if (!have_world && model_world(g, x->unit->model, world, sizeof world, err)) rc = -1;
+        have_world = 1;
+        if (rc) break;
+        snprintf(world_paths[n_world], sizeof world_paths[0], "%s/%s", world, file);
+        data[n_data++] = (sm_data){w, world_paths[n_world++], NULL};
+    }
     sm_input in = {.model = &model,
                    .model_path = model_path,
                    .reference = have_ref ? &ref : NULL,

@@ -155,6 +155,25 @@ static void report(const su_zoo_progress *p, const char *stage, double f, const 
 
 /* ---- the world ---- */
 
+/* Data sets smudge can supply itself, from the world a zoo model was
+ * trained on. */
+static const struct {
+    const char *name, *file, *what;
+} world_data[] = {
+    {"instructions", "instructions.jsonl", "the world's instructions.jsonl (Guanaco chats)"},
+    {"corpus", "corpus.txt", "the world's corpus.txt (pretraining text)"},
+    {"heldout", "heldout.txt", "the world's heldout.txt (held-out text)"},
+};
+
+const char *su_world_data_file(const char *name, const char **what) {
+    for (size_t i = 0; i < sizeof world_data / sizeof world_data[0]; i++)
+        if (!strcmp(world_data[i].name, name)) {
+            if (what) *what = world_data[i].what;
+            return world_data[i].file;
+        }
+    return NULL;
+}
+
 int su_zoo_ensure_world(const su_recipe *r, const char *cache_dir, char *dir, size_t cap,
                         const su_zoo_progress *p, lm_err *err) {
     if (su_zoo_world_dir(r, cache_dir, dir, cap, err)) return -1;

@@ -69,6 +69,11 @@ int su_zoo_model_dir(const su_recipe *r, const char *cache_dir, char *out,
 int su_zoo_world_dir(const su_recipe *r, const char *cache_dir, char *out,
                      size_t cap, lm_err *err);
 /* The same, writing the world first if it is not there yet. */
+/* The world's file for a data set a removal method may ask for by name
+ * ("instructions", "corpus", "heldout"), with a description in *what;
+ * NULL when smudge has no built-in default for that name. */
+const char *su_world_data_file(const char *name, const char **what);
+
 int su_zoo_ensure_world(const su_recipe *r, const char *cache_dir, char *out,
                         size_t cap, const su_zoo_progress *p, lm_err *err);
 /* 1 if built, 0 if not. */
