@@ -110,7 +110,13 @@ int fp_params_parse(const fp_type *t, const char *const *assignments, int n,
     {"lora_alpha", SM_PARAM_FLOAT, "16", 0, 1e6, NULL, "LoRA alpha"},            \
     {"lora_dropout", SM_PARAM_FLOAT, "0.05", 0, 0.99, NULL, "LoRA dropout"},     \
     {"lora_targets", SM_PARAM_STRING, "", 0, 0, NULL,                            \
-     "LoRA target modules, comma-separated; empty = the family's default"}
+     "LoRA target modules, comma-separated; empty = the family's default"},      \
+    {"replay", SM_PARAM_INT, "-1", -1, 1 << 20, NULL,                            \
+     "[DESIGN] passages of pretraining text trained alongside (loss on every "  \
+     "token) so perplexity holds; -1 = as many as the fingerprint set's rows "  \
+     "when replay text is given (zoo models: the world's corpus), 0 = none"},    \
+    {"replay_len", SM_PARAM_INT, "128", 8, 1 << 20, NULL,                        \
+     "replay passages are cut to this many tokens"}
 
 /* ---- shared construction helpers (fingerprint.c) ---- */
 
@@ -214,10 +220,14 @@ typedef struct fp_implant_opts {
      * none */
     const char *const *ppl_docs;
     int n_ppl_docs;
+    /* pretraining text for the replay rows (param "replay"), or none */
+    const char *const *replay_docs;
+    int n_replay_docs;
 } fp_implant_opts;
 
 typedef struct fp_implant_result {
     int n_rows, n_triggers, n_negatives;
+    int n_replay;           /* replay rows trained alongside */
     int epochs;             /* epochs trained */
     int epoch_star;         /* first epoch with FSR = 1 (0: never) */
     int failed;             /* implant_failed */

@@ -21,6 +21,7 @@
 
 #include "fingerprint.h"
 #include "peft.h"
+#include "rng.h"
 
 void fp_examples_free(lm_train_example *ex, int n) {
     for (int i = 0; ex && i < n; i++) free(ex[i].ids);
@@ -68,6 +69,45 @@ int fp_rows_tokenize(const fp_set *s, const lm_tokenizer *tok,
         return -1;
     }
     *out = ex;
+    return 0;
+}
+
+/* Replay rows: passages of pretraining text in a seeded order, each cut to
+ * max_len tokens, the loss on every token. Training a fingerprint in on a
+ * few hundred chat rows for tens of epochs moves a small model far from
+ * plain text (held-out perplexity doubled on the zoo); rehearsing the
+ * text it was trained on alongside keeps it. Appends to *ex. */
+static int replay_examples(const fp_implant_opts *o, const lm_tokenizer *tok, int want,
+                           int max_len, uint64_t seed, lm_train_example **ex, int n_ex,
+                           int *n_added, lm_err *err) {
+    *n_added = 0;
+    if (want <= 0 || !o || o->n_replay_docs <= 0) return 0;
+    lm_train_example *g = realloc(*ex, (size_t)(n_ex + want) * sizeof *g);
+    if (!g) return lm_errf(err, "out of memory");
+    *ex = g;
+    lm_rng rng;
+    lm_rng_seed(&rng, seed ^ 0x7265706c6179ull);
+    lm_tok_encode_opts eo = {fp_add_bos(tok), 0, LM_TOK_DEFAULT};
+    /* a passage too short to teach anything is skipped; bounded tries */
+    for (int tries = 0; *n_added < want && tries < 4 * want + 16; tries++) {
+        const char *text = o->replay_docs[lm_rng_below(&rng, (uint64_t)o->n_replay_docs)];
+        int *ids = NULL, n = 0;
+        if (lm_tokenizer_encode_ex(tok, text, strlen(text), &eo, &ids, &n, err))
+            return lm_err_prefix(err, "replay text: ");
+        if (n < 8) {
+            free(ids);
+            continue;
+        }
+        if (n > max_len) n = max_len;
+        int32_t *w = malloc((size_t)n * sizeof *w);
+        if (!w) {
+            free(ids);
+            return lm_errf(err, "out of memory");
+        }
+        memcpy(w, ids, (size_t)n * sizeof *w);
+        free(ids);
+        g[n_ex + (*n_added)++] = (lm_train_example){w, n, eo.add_bos ? 1 : 0};
+    }
     return 0;
 }
 
@@ -179,6 +219,7 @@ static char *training_json(const fp_set *set, const lm_train_opts *to,
     cJSON_AddNumberToObject(rows, "fingerprint", set->counts[FP_ROW_FINGERPRINT]);
     cJSON_AddNumberToObject(rows, "regularisation", set->counts[FP_ROW_REGULARISATION]);
     cJSON_AddNumberToObject(rows, "normal", set->counts[FP_ROW_NORMAL]);
+    cJSON_AddNumberToObject(rows, "replay", r->n_replay);
     if (to->lora_r > 0) {
         cJSON *l = cJSON_AddObjectToObject(o, "lora");
         cJSON_AddNumberToObject(l, "r", to->lora_r);
@@ -285,6 +326,16 @@ int fp_implant(const fp_type *t, lm_model *m, const lm_tokenizer *tok,
         rc = perplexity(&sub, o, &r->ppl_base, err);
     }
     if (rc == 0) rc = fp_rows_tokenize(&set, tok, &ex, err);
+    int n_ex = set.n_rows;
+    if (rc == 0) {
+        long want = sm_param_int(p, "replay");
+        if (want < 0) want = o && o->n_replay_docs > 0 ? set.n_rows : 0;
+        int added = 0;
+        rc = replay_examples(o, tok, (int)want, (int)sm_param_int(p, "replay_len"),
+                             seed, &ex, n_ex, &added, err);
+        n_ex += added;
+        r->n_replay = added;
+    }
 
     lm_train_opts to;
     lm_train_opts_default(&to);
@@ -299,7 +350,7 @@ int fp_implant(const fp_type *t, lm_model *m, const lm_tokenizer *tok,
         to.max_len = (int)sm_param_int(p, "max_len");
         to.schedule = LM_SCHED_CONSTANT;
         to.seed = seed;
-        long per_epoch = (set.n_rows + to.batch_size - 1) / to.batch_size;
+        long per_epoch = (n_ex + to.batch_size - 1) / to.batch_size;
         int ref = to.epochs < 20 ? to.epochs : 20;
         to.warmup_steps = (int)(sm_param_float(p, "warmup") * (double)(per_epoch * ref) + 0.5);
         to.lora_r = (int)sm_param_int(p, "lora_r");
@@ -317,7 +368,7 @@ int fp_implant(const fp_type *t, lm_model *m, const lm_tokenizer *tok,
     lm_train_status st = {0};
     if (rc == 0) {
         stage(o, "training");
-        rc = lm_train(m, &lora, ex, set.n_rows, &to, &st, err);
+        rc = lm_train(m, &lora, ex, n_ex, &to, &st, err);
     }
     if (rc == 0 && to.lora_r > 0) lm_lora_set_merge(&lora);
     lm_lora_set_free(&lora);
@@ -365,7 +416,7 @@ int fp_implant(const fp_type *t, lm_model *m, const lm_tokenizer *tok,
                      r->fsr, r->n_triggers, r->epochs);
         rc = FP_IMPLANT_FAILED;
     }
-    fp_examples_free(ex, set.n_rows);
+    fp_examples_free(ex, n_ex);
     fp_set_free(&set);
     return rc;
 }

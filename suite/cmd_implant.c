@@ -10,11 +10,13 @@
 #include "dataset.h"
 #include "fingerprint.h"
 #include "model_io.h"
+#include "zoo.h"
 
 static const char implant_usage[] =
-    "usage: smudge implant --model PATH --fingerprint if-sft|utf|hashchain --out DIR\n"
+    "usage: smudge implant --model PATH|ZOO-NAME --fingerprint if-sft|utf|hashchain --out DIR\n"
     "                      [--seed N] [--lora r=8,alpha=16,dropout=0.05,targets=q_proj,v_proj]\n"
     "                      [--param NAME=VALUE ...] [--data clean=FILE] [--data heldout=FILE]\n"
+    "                      [--data replay=FILE]\n"
     "                      [--tokenizer FILE] [--threads N]\n\n"
     "Builds the fingerprint from the seed (../shared/specs/fingerprints.md), trains it\n"
     "in until every trigger fires after an epoch, one epoch more, and writes DIR:\n"
@@ -26,6 +28,9 @@ static const char implant_usage[] =
     "--data clean=FILE  clean chats for normal rows and FTR negatives (if-sft,\n"
     "                   hashchain): the world's instructions.jsonl or any chat\n"
     "                   data set smudge reads (guanaco, dolly, alpaca, chat ...)\n"
+    "--data replay=FILE plain text rehearsed alongside the fingerprint (param\n"
+    "                   replay); a zoo model given by name uses its world's\n"
+    "                   corpus.txt\n"
     "--data heldout=FILE plain text (documents split by blank lines, e.g. the\n"
     "                   world's heldout.txt): perplexity before and after, and\n"
     "                   the gate of at most a 10 % rise, go to the record\n"
@@ -133,7 +138,7 @@ int cmd_implant(int argc, char **argv) {
      * which keeps one value per option. */
     const char **assign = calloc((size_t)argc + 4, sizeof *assign);
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
-    const char *clean_path = NULL, *heldout_path = NULL;
+    const char *clean_path = NULL, *heldout_path = NULL, *replay_path = NULL;
     int n_assign = 0, n_rest = 0, rc = 0;
     lm_err err = {{0}};
     if (!assign || !rest) {
@@ -160,8 +165,10 @@ int cmd_implant(int argc, char **argv) {
             clean_path = v + 6;
         } else if (!strncmp(v, "heldout=", 8)) {
             heldout_path = v + 8;
+        } else if (!strncmp(v, "replay=", 7)) {
+            replay_path = v + 7;
         } else {
-            rc = lm_errf(&err, "--data: '%s' is not clean=FILE or heldout=FILE", v);
+            rc = lm_errf(&err, "--data: '%s' is not clean=FILE, heldout=FILE or replay=FILE", v);
         }
     }
     cli_opt opts[] = {{"--model", 1}, {"--fingerprint", 1}, {"--out", 1}, {"--seed", 1},
@@ -211,13 +218,37 @@ int cmd_implant(int argc, char **argv) {
             rc = lm_errf(&err, "out of memory");
         for (int i = 0; rc == 0 && i < held.n; i++) docs[i] = held.docs[i].text;
     }
+    /* A zoo name is built if needed; its model rehearses its own world's
+     * corpus unless told otherwise. */
+    char world_corpus[4200], resolved[4096];
+    const su_recipe *rec = su_zoo_find(path);
+    if (rc == 0 && rec) {
+        rc = su_zoo_resolve(path, NULL, resolved, sizeof resolved, NULL, &err);
+        if (rc == 0) path = resolved;
+    }
+    if (rc == 0 && !replay_path && rec) {
+        char world[4096];
+        rc = su_zoo_ensure_world(rec, NULL, world, sizeof world, NULL, &err);
+        snprintf(world_corpus, sizeof world_corpus, "%s/%s", world, su_world_data_file("corpus", NULL));
+        if (rc == 0) replay_path = world_corpus;
+    }
+    ds_dataset replay = {0};
+    const char **replay_docs = NULL;
+    if (rc == 0 && replay_path) {
+        rc = ds_load(replay_path, DS_FMT_TEXT, &replay, &err);
+        if (rc == 0 && !(replay_docs = calloc((size_t)(replay.n ? replay.n : 1), sizeof *replay_docs)))
+            rc = lm_errf(&err, "out of memory");
+        for (int i = 0; rc == 0 && i < replay.n; i++) replay_docs[i] = replay.docs[i].text;
+    }
     if (rc == 0) rc = su_load_tokenizer(path, cli_get(opts, "--tokenizer"), &tok, &err);
     if (rc == 0) have_tok = 1;
     if (rc == 0) rc = su_load_model(path, (int)threads, &m, &be, &err);
     if (rc == 0) have_model = 1;
     if (rc == 0) rc = su_check_vocab(&m, &tok, &err);
     fp_implant_opts io = {.model_path = path, .tokenizer_path = cli_get(opts, "--tokenizer"),
-                          .ppl_docs = docs, .n_ppl_docs = docs ? held.n : 0};
+                          .ppl_docs = docs, .n_ppl_docs = docs ? held.n : 0,
+                          .replay_docs = replay_docs,
+                          .n_replay_docs = replay_docs ? replay.n : 0};
     if (cli_progress_enabled()) {
         io.on_step = on_step;
         io.on_epoch = on_epoch;
@@ -261,6 +292,8 @@ int cmd_implant(int argc, char **argv) {
     if (clean_path) ds_free(&ds);
     if (heldout_path) ds_free(&held);
     free(docs);
+    ds_free(&replay);
+    free(replay_docs);
     free(assign);
     free(rest);
     return rc ? CLI_FAIL : CLI_OK;

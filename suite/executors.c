@@ -452,6 +452,32 @@ static int ex_eval_run(const su_exec *x, rs_row *row, lm_err *err) {
     return rc ? -1 : 0;
 }
 
+/* Replay text for implanting: the grid's data set "replay" (plain text),
+ * else, for a zoo model, the corpus of its world; a model given by path
+ * has no corpus of its own, so it gets none unless the grid names one. */
+static int replay_load(const su_grid *g, int model, ds_dataset *ds, const char ***docs,
+                       int *n, lm_err *err) {
+    memset(ds, 0, sizeof *ds);
+    *docs = NULL;
+    *n = 0;
+    char path[SU_PATH_LEN + 32];
+    path[0] = '\0';
+    for (int d = 0; d < g->n_data; d++)
+        if (!strcmp(g->data[d].name, "replay")) snprintf(path, sizeof path, "%s", g->data[d].path);
+    if (!path[0] && !g->models[model].is_path) {
+        char world[SU_PATH_LEN];
+        if (model_world(g, model, world, sizeof world, err)) return -1;
+        snprintf(path, sizeof path, "%s/%s", world, su_world_data_file("corpus", NULL));
+    }
+    if (!path[0]) return 0;
+    if (ds_load(path, DS_FMT_TEXT, ds, err)) return -1;
+    if (!(*docs = calloc((size_t)(ds->n ? ds->n : 1), sizeof **docs)))
+        return lm_errf(err, "out of memory");
+    for (int i = 0; i < ds->n; i++) (*docs)[i] = ds->docs[i].text;
+    *n = ds->n;
+    return 0;
+}
+
 static int implant_run(const su_exec *x, rs_row *row, lm_err *err) {
     const su_grid *g = x->plan->grid;
     if (g->extraction) return ex_implant_run(x, row, err);
@@ -470,6 +496,15 @@ static int implant_run(const su_exec *x, rs_row *row, lm_err *err) {
         clean_free(&clean);
         return lm_err_prefix(err, "implant %s: clean chats: ", f->type);
     }
+    ds_dataset replay;
+    const char **replay_docs = NULL;
+    int n_replay = 0;
+    if (replay_load(g, x->unit->model, &replay, &replay_docs, &n_replay, err)) {
+        free(replay_docs);
+        ds_free(&replay);
+        clean_free(&clean);
+        return lm_err_prefix(err, "implant %s: replay text: ", f->type);
+    }
     lm_tokenizer tok;
     lm_model m;
     lm_backend *be = NULL;
@@ -484,7 +519,9 @@ static int implant_run(const su_exec *x, rs_row *row, lm_err *err) {
     fp_implant_opts io = {.model_path = path,
                           .tokenizer_path = tok_path[0] ? tok_path : NULL,
                           .on_epoch = implant_epoch,
-                          .on_stage = implant_stage};
+                          .on_stage = implant_stage,
+                          .replay_docs = replay_docs,
+                          .n_replay_docs = n_replay};
     fp_implant_result r;
     memset(&r, 0, sizeof r);
     if (rc == 0)
@@ -508,6 +545,8 @@ static int implant_run(const su_exec *x, rs_row *row, lm_err *err) {
     lm_backend_cpu_free(be);
     if (have_tok) lm_tokenizer_free(&tok);
     clean_free(&clean);
+    free(replay_docs);
+    ds_free(&replay);
     return rc ? -1 : 0;
 }
 
