@@ -29,19 +29,22 @@ static const su_recipe recipes[] = {
      .arch = LM_ARCH_LLAMA, .vocab = 2048, .d_model = 128, .layers = 4, .heads = 4,
      .kv_heads = 2, .ffn = 352, .context = 512, .world_seed = 1, .seed = 1,
      .pre_epochs = 1.0, .pre_seq = 256, .pre_batch = 16, .pre_warmup = 20, .pre_lr = 3e-3,
-     .sft_epochs = 2, .sft_batch = 16, .sft_lr = 1e-3, .task_repeats = 2},
+     .sft_epochs = 2, .sft_batch = 16, .sft_lr = 1e-3, .task_repeats = 2,
+     .sft_replay = 600, .sft_replay_len = 128},
     {.name = "tiny-gpt2",
      .description = "GPT-2-style: LayerNorm, learned positions, GELU, fused qkv, tied head",
      .arch = LM_ARCH_GPT2, .vocab = 2048, .d_model = 128, .layers = 4, .heads = 4,
      .kv_heads = 4, .ffn = 512, .context = 512, .world_seed = 1, .seed = 2,
      .pre_epochs = 1.0, .pre_seq = 256, .pre_batch = 16, .pre_warmup = 20, .pre_lr = 3e-3,
-     .sft_epochs = 2, .sft_batch = 16, .sft_lr = 1e-3, .task_repeats = 2},
+     .sft_epochs = 2, .sft_batch = 16, .sft_lr = 1e-3, .task_repeats = 2,
+     .sft_replay = 600, .sft_replay_len = 128},
     {.name = "tiny-opt",
      .description = "OPT-style: pre-LayerNorm, learned positions offset by 2, ReLU, tied head",
      .arch = LM_ARCH_OPT, .vocab = 2048, .d_model = 128, .layers = 4, .heads = 4,
      .kv_heads = 4, .ffn = 512, .context = 512, .world_seed = 1, .seed = 3,
      .pre_epochs = 1.0, .pre_seq = 256, .pre_batch = 16, .pre_warmup = 20, .pre_lr = 3e-3,
-     .sft_epochs = 2, .sft_batch = 16, .sft_lr = 1e-3, .task_repeats = 2},
+     .sft_epochs = 2, .sft_batch = 16, .sft_lr = 1e-3, .task_repeats = 2,
+     .sft_replay = 600, .sft_replay_len = 128},
 };
 
 int su_zoo_count(void) { return (int)(sizeof recipes / sizeof recipes[0]); }
@@ -93,6 +96,11 @@ static void recipe_text(const su_recipe *r, char *buf, size_t cap) {
              (unsigned long long)r->world_seed, (unsigned long long)r->seed, r->pre_epochs,
              r->pre_seq, r->pre_batch, r->pre_warmup, r->pre_lr, r->sft_epochs, r->sft_batch,
              r->sft_lr, r->task_repeats);
+    if (r->sft_replay > 0) {
+        size_t at = strlen(buf);
+        if (at < cap)
+            snprintf(buf + at, cap - at, " replay=%d/%d", r->sft_replay, r->sft_replay_len);
+    }
 }
 
 static void recipe_hash(const su_recipe *r, char hex[13]) {
@@ -539,6 +547,19 @@ static int build_into(const su_recipe *r, const char *world, const char *out, in
     for (int k = 0; rc == 0 && k < r->task_repeats; k++) {
         int cap = n_ex; /* push_example grows from the exact size */
         rc = task_examples(&tok, world, r->context, &ex, &n_ex, &cap, err);
+    }
+    if (rc == 0 && r->sft_replay > 0) {
+        /* evenly spaced windows over the whole corpus, so the draw is fixed */
+        lm_train_example *win = NULL;
+        int n_win = 0;
+        rc = corpus_examples(&tok, &corpus, r->sft_replay_len, &win, &n_win, err);
+        int want = r->sft_replay < n_win ? r->sft_replay : n_win, cap = n_ex;
+        for (int k = 0; rc == 0 && k < want; k++) {
+            lm_train_example *w = &win[(long)k * n_win / want];
+            rc = push_example(&ex, &n_ex, &cap, w->ids, w->n, 0, err);
+            if (rc == 0) w->ids = NULL;
+        }
+        free_examples(win, n_win);
     }
     if (rc == 0) {
         lm_train_opts o;

@@ -38,6 +38,10 @@ typedef struct su_recipe {
     int sft_epochs, sft_batch;
     double sft_lr;
     int task_repeats;
+    /* windows of sft_replay_len corpus tokens mixed into instruction
+     * tuning (loss on every token): chats alone pull a tiny model off
+     * plain text, and held-out perplexity is measured on plain text */
+    int sft_replay, sft_replay_len;
 } su_recipe;
 
 int su_zoo_count(void);
