@@ -43,6 +43,16 @@ cmp -s "$tmp/a/fingerprint.json" "$tmp/b/fingerprint.json" && ok || bad "same se
 [ "$(field "$tmp/a/fingerprint.json" 'd["type"], len(d["triggers"]), d["training"]["epoch_star"] > 0')" = "hashchain 3 True" ] && ok || bad "fingerprint.json content"
 "$smudge" fingerprint show "$tmp/a/fingerprint.json" > "$tmp/show" && grep -q "triggers (3)" "$tmp/show" && grep -q "prefix" "$tmp/show" && ok || bad "fingerprint show"
 
+# Replay: without text none; with --data replay=FILE as many passages as
+# fingerprint-set rows (the default), or the count asked for.
+[ "$(field "$tmp/a/fingerprint.json" 'd["training"]["rows"]["replay"]')" = 0 ] && ok || bad "replay without text"
+"$smudge" implant --model "$st" --tokenizer "$tok" --fingerprint hashchain --seed 4 $small \
+  --data clean="$tmp/clean.jsonl" --data replay="$tmp/held.txt" --out "$tmp/rp" > "$tmp/rp.json" 2> "$tmp/rp.err" && ok || bad "replay implant: $(cat "$tmp/rp.err")"
+[ "$(field "$tmp/rp/fingerprint.json" '(r := d["training"]["rows"])["replay"] == r["fingerprint"] + r["regularisation"] + r["normal"] > 0, d["training"]["fsr"]')" = "True 1" ] && ok || bad "replay rows: $(cat "$tmp/rp.json")"
+"$smudge" implant --model "$st" --tokenizer "$tok" --fingerprint hashchain --seed 4 $small --param replay=5 --param max_epochs=1 \
+  --data clean="$tmp/clean.jsonl" --data replay="$tmp/held.txt" --out "$tmp/rp5" > /dev/null 2>&1
+[ "$(field "$tmp/rp5/fingerprint.json" 'd["training"]["rows"]["replay"]')" = 5 ] && ok || bad "replay=5"
+
 # LoRA, merged into the written model.
 "$smudge" implant --model "$st" --tokenizer "$tok" --fingerprint hashchain --seed 4 $small --param lr=1e-2 \
   --lora r=8,alpha=16,dropout=0,targets=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj \
