@@ -30,7 +30,7 @@
 
 #define MERGE_COMMON_PARAMS                                                                     \
     {"base", SM_PARAM_STRING, "", 0, 0, NULL,                                                   \
-     "the clean pre-fingerprint model theta_base (required): HF folder, llama2.c .bin or GGUF"}, \
+     "the clean pre-fingerprint model theta_base: HF folder, llama2.c .bin or GGUF (required; in a grid, the unit's base model by default)"}, \
     {"normalize", SM_PARAM_BOOL, "false", 0, 0, NULL,                                           \
      "divide the summed deltas by the sum of the weights (mergekit's default: off)"},          \
     {"seed", SM_PARAM_INT, "-1", -1, 9007199254740991.0, NULL,                                  \
@@ -204,6 +204,7 @@ static int same_shape(const lm_model *a, const lm_model *b, const char *what, lm
 static int merge_run_common(const sm_input *in, int dare, lm_err *err) {
     const sm_params *p = in->params;
     const char *base_path = sm_param_str(p, "base");
+    if (!base_path[0] && in->base_path) base_path = in->base_path;
     if (!base_path[0])
         return lm_errf(err, "parameter 'base' (the clean pre-fingerprint model) is required");
     int64_t ps = sm_param_int(p, "seed");

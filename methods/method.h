@@ -93,6 +93,11 @@ typedef struct sm_input {
     const char *work_dir;       /* scratch space, removed by the caller */
     const char *out_dir;        /* where the result goes */
     const sm_reporter *rep;     /* never NULL */
+    /* The clean model the input was fingerprinted from, when the caller
+     * knows it (the grid: the unit's base model), else NULL. Merging uses
+     * it when its 'base' parameter is empty. Last, so modules built
+     * before it existed still read the fields above unchanged. */
+    const char *base_path;
 } sm_input;
 
 typedef struct sm_method {

@@ -774,7 +774,8 @@ static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
                    .seed = (uint64_t)g->seeds[x->unit->seed],
                    .work_dir = scratch,
                    .out_dir = out,
-                   .rep = &rep};
+                   .rep = &rep,
+                   .base_path = ref_path};
     if (rc == 0) rc = m->run(&in, err);
     /* Name the method, unless its message does already. */
     if (rc && strncmp(err->msg, m->name, strlen(m->name)) != 0)
