@@ -696,12 +696,11 @@ static void copy_tokenizer_files(const char *from_dir, const char *to_dir) {
     }
 }
 
-static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
+/* Runs method m with params on the model at model_path into x->out_dir. */
+static int method_run(const su_exec *x, rs_row *row, const sm_method *m,
+                      const sm_params *params, const char *model_path, lm_err *err) {
     const su_grid *g = x->plan->grid;
     const su_method *me = &g->methods[x->unit->method];
-    const sm_method *m = me->m;
-    char model_path[SU_PATH_LEN];
-    if (su_artifact_model(x->inputs[0], model_path, sizeof model_path, err)) return -1;
     lm_backend *be = lm_backend_cpu_new(x->threads);
     if (!be) return lm_errf(err, "cannot create the CPU backend");
     lm_model model;
@@ -770,7 +769,7 @@ static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
                    .reference_path = have_ref ? ref_path : NULL,
                    .data = data,
                    .n_data = n_data,
-                   .params = &me->set.params,
+                   .params = params,
                    .seed = (uint64_t)g->seeds[x->unit->seed],
                    .work_dir = scratch,
                    .out_dir = out,
@@ -797,6 +796,40 @@ static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
     return su_artifact_ref_model(x->out_dir, model_path, err);
 }
 
+/* The transferable erase-LoRA (MEraser 1.6): trained once per model and
+ * seed on the clean base (the prepare unit), then applied to every
+ * fingerprinted descendant by MEraser with erase_adapter= (merge, then
+ * its recovery phase). */
+static int is_transfer(const sm_method *m) { return !strcmp(m->name, "meraser-erase-lora"); }
+
+static int prepare_run(const su_exec *x, rs_row *row, lm_err *err) {
+    const su_grid *g = x->plan->grid;
+    const su_method *me = &g->methods[x->unit->method];
+    if (!is_transfer(me->m))
+        return lm_errf(err, "method '%s' has no shared preparation", me->m->name);
+    char base[SU_PATH_LEN];
+    if (su_model_path(g, x->unit->model, x->threads, base, sizeof base, err)) return -1;
+    return method_run(x, row, me->m, &me->set.params, base, err);
+}
+
+static int remove_run(const su_exec *x, rs_row *row, lm_err *err) {
+    const su_grid *g = x->plan->grid;
+    const su_method *me = &g->methods[x->unit->method];
+    char model_path[SU_PATH_LEN];
+    if (su_artifact_model(x->inputs[0], model_path, sizeof model_path, err)) return -1;
+    if (!is_transfer(me->m) || g->debug)
+        return method_run(x, row, me->m, &me->set.params, model_path, err);
+    if (x->n_inputs < 2) return lm_errf(err, "%s: the shared erase adapter is missing", me->m->name);
+    const sm_method *mer = sm_method_find("meraser");
+    if (!mer) return lm_errf(err, "the meraser method is not registered");
+    char assign[SU_PATH_LEN + 64];
+    snprintf(assign, sizeof assign, "erase_adapter=%s/model", x->inputs[1]);
+    const char *a[1] = {assign};
+    sm_params p;
+    if (sm_params_parse(mer, a, 1, &p, err)) return -1;
+    return method_run(x, row, mer, &p, model_path, err);
+}
+
 /* ---- tables ---- */
 
 static const su_executor executors[] = {
@@ -807,7 +840,7 @@ static const su_executor executors[] = {
     {SU_EVAL, 1, "debug", 1, debug_run},
     {SU_BASE_EVAL, 0, "eval", 1, eval_run},
     {SU_IMPLANT, 0, "implant", 2, implant_run},
-    {SU_PREPARE, 0, "prepare", 1, NULL},
+    {SU_PREPARE, 0, "prepare", 1, prepare_run},
     {SU_REMOVE, 0, "methods-registry", 2, remove_run},
     {SU_EVAL, 0, "eval", 1, eval_run},
 };
