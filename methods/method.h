@@ -106,7 +106,8 @@ typedef struct sm_method {
     const char *description;
     const sm_param_def *params;
     int n_params;
-    const char *const *wants_data; /* NULL-terminated data set names */
+    const char *const *wants_data; /* NULL-terminated data set names;
+                                      "name?" marks an optional one */
     int needs_reference;        /* 1: refuses to run without --reference */
     sm_output_kind output;
     int (*run)(const sm_input *in, lm_err *err);
@@ -144,5 +145,9 @@ int sm_params_json(const sm_params *p, char *buf, size_t cap);
 
 /* The path of a data set the method asked for, or NULL. */
 const sm_data *sm_input_data(const sm_input *in, const char *name);
+
+/* A wants_data entry, "name" or "name?": copies the name into name (cut to
+ * cap) and sets *optional. */
+void sm_wanted_data(const char *entry, char *name, size_t cap, int *optional);
 
 #endif

@@ -117,3 +117,12 @@ const sm_data *sm_input_data(const sm_input *in, const char *name) {
         if (strcmp(in->data[i].name, name) == 0) return &in->data[i];
     return NULL;
 }
+
+void sm_wanted_data(const char *entry, char *name, size_t cap, int *optional) {
+    size_t n = strlen(entry);
+    *optional = n > 0 && entry[n - 1] == '?';
+    if (*optional) n--;
+    if (n >= cap) n = cap - 1;
+    memcpy(name, entry, n);
+    name[n] = '\0';
+}

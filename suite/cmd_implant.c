@@ -212,12 +212,7 @@ int cmd_implant(int argc, char **argv) {
     ds_dataset held = {0};
     const char **docs = NULL;
     if (clean_path) rc = load_clean(clean_path, &ds, &clean, &joined, &n_clean, &err);
-    if (rc == 0 && heldout_path) {
-        rc = ds_load(heldout_path, DS_FMT_TEXT, &held, &err);
-        if (rc == 0 && !(docs = calloc((size_t)(held.n ? held.n : 1), sizeof *docs)))
-            rc = lm_errf(&err, "out of memory");
-        for (int i = 0; rc == 0 && i < held.n; i++) docs[i] = held.docs[i].text;
-    }
+    if (rc == 0 && heldout_path) rc = su_load_text_docs(heldout_path, &held, &docs, &err);
     /* A zoo name is built if needed; its model rehearses its own world's
      * corpus unless told otherwise. */
     char world_corpus[4200], resolved[4096];
@@ -234,12 +229,7 @@ int cmd_implant(int argc, char **argv) {
     }
     ds_dataset replay = {0};
     const char **replay_docs = NULL;
-    if (rc == 0 && replay_path) {
-        rc = ds_load(replay_path, DS_FMT_TEXT, &replay, &err);
-        if (rc == 0 && !(replay_docs = calloc((size_t)(replay.n ? replay.n : 1), sizeof *replay_docs)))
-            rc = lm_errf(&err, "out of memory");
-        for (int i = 0; rc == 0 && i < replay.n; i++) replay_docs[i] = replay.docs[i].text;
-    }
+    if (rc == 0 && replay_path) rc = su_load_text_docs(replay_path, &replay, &replay_docs, &err);
     if (rc == 0) rc = su_load_tokenizer(path, cli_get(opts, "--tokenizer"), &tok, &err);
     if (rc == 0) have_tok = 1;
     if (rc == 0) rc = su_load_model(path, (int)threads, &m, &be, &err);

@@ -58,16 +58,6 @@ static const char methods_usage[] =
     "and its parameter table (name, type, default, range or choices, help).\n"
     "With NAME, only that method.\n";
 
-/* A wants_data entry: "name" or "name?" (optional). */
-static void data_name(const char *entry, char *name, size_t cap, int *optional) {
-    size_t n = strlen(entry);
-    *optional = n > 0 && entry[n - 1] == '?';
-    if (*optional) n--;
-    if (n >= cap) n = cap - 1;
-    memcpy(name, entry, n);
-    name[n] = '\0';
-}
-
 /* ---- smudge methods ---- */
 
 static const char *type_label(sm_param_type t) {
@@ -91,7 +81,7 @@ static void print_method(const sm_method *m, int plugin) {
             char name[128];
             int opt;
             const char *what = NULL;
-            data_name(m->wants_data[i], name, sizeof name, &opt);
+            sm_wanted_data(m->wants_data[i], name, sizeof name, &opt);
             if (opt) printf("    %-14s optional\n", name);
             else if (su_world_data_file(name, &what)) printf("    %-14s default: %s\n", name, what);
             else printf("    %-14s required (--data %s=FILE)\n", name, name);
@@ -448,7 +438,7 @@ int cmd_remove(int argc, char **argv) {
         for (int k = 0; m->wants_data && m->wants_data[k]; k++) {
             char w[128];
             int opt;
-            data_name(m->wants_data[k], w, sizeof w, &opt);
+            sm_wanted_data(m->wants_data[k], w, sizeof w, &opt);
             known |= !strcmp(w, name);
             strncat(wanted, k ? ", " : "", sizeof wanted - strlen(wanted) - 1);
             strncat(wanted, w, sizeof wanted - strlen(wanted) - 1);
@@ -474,7 +464,7 @@ int cmd_remove(int argc, char **argv) {
     for (int k = 0; rc == 0 && m->wants_data && m->wants_data[k]; k++) {
         char w[128];
         int opt, given = 0;
-        data_name(m->wants_data[k], w, sizeof w, &opt);
+        sm_wanted_data(m->wants_data[k], w, sizeof w, &opt);
         for (int i = 0; i < n_data; i++) given |= !strcmp(data[i].name, w);
         if (given || opt) continue;
         if (su_world_data_file(w, NULL)) {
@@ -506,7 +496,7 @@ int cmd_remove(int argc, char **argv) {
     for (int k = 0; rc == 0 && need_world && m->wants_data[k]; k++) {
         char w[128];
         int opt, given = 0;
-        data_name(m->wants_data[k], w, sizeof w, &opt);
+        sm_wanted_data(m->wants_data[k], w, sizeof w, &opt);
         for (int i = 0; i < n_data; i++) given |= !strcmp(data[i].name, w);
         const char *file = su_world_data_file(w, NULL);
         if (given || opt || !file) continue;

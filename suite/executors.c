@@ -470,10 +470,7 @@ static int replay_load(const su_grid *g, int model, ds_dataset *ds, const char *
         snprintf(path, sizeof path, "%s/%s", world, su_world_data_file("corpus", NULL));
     }
     if (!path[0]) return 0;
-    if (ds_load(path, DS_FMT_TEXT, ds, err)) return -1;
-    if (!(*docs = calloc((size_t)(ds->n ? ds->n : 1), sizeof **docs)))
-        return lm_errf(err, "out of memory");
-    for (int i = 0; i < ds->n; i++) (*docs)[i] = ds->docs[i].text;
+    if (su_load_text_docs(path, ds, docs, err)) return -1;
     *n = ds->n;
     return 0;
 }
@@ -749,14 +746,15 @@ static int method_run(const su_exec *x, rs_row *row, const sm_method *m,
      * ("name?") stay absent, so a method's own fallbacks apply. */
     char world[SU_PATH_LEN], world_paths[8][SU_PATH_LEN + 32];
     int n_world = 0, have_world = 0;
+    char wanted[8][SU_TYPE_LEN];
     for (int k = 0; m->wants_data && m->wants_data[k] && rc == 0; k++) {
-        const char *w = m->wants_data[k];
-        size_t wl = strlen(w);
-        if (wl == 0 || w[wl - 1] == '?') continue;
-        int given = 0;
+        int optional, given = 0;
+        if (n_world >= 8) break;
+        char *w = wanted[n_world];
+        sm_wanted_data(m->wants_data[k], w, sizeof wanted[0], &optional);
         for (int d = 0; d < n_data; d++) given |= !strcmp(data[d].name, w);
         const char *file = su_world_data_file(w, NULL);
-        if (given || !file || n_data >= 16 || n_world >= 8) continue;
+        if (optional || given || !file || n_data >= 16) continue;
         if (!have_world && model_world(g, x->unit->model, world, sizeof world, err)) rc = -1;
         have_world = 1;
         if (rc) break;

@@ -1,6 +1,7 @@
 #include "model_io.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -61,4 +62,13 @@ void su_json_string(FILE *f, const char *s, size_t len) {
         }
     }
     fputc('"', f);
+}
+
+int su_load_text_docs(const char *path, ds_dataset *ds, const char ***docs, lm_err *err) {
+    *docs = NULL;
+    if (ds_load(path, DS_FMT_TEXT, ds, err)) return -1;
+    if (!(*docs = calloc((size_t)(ds->n ? ds->n : 1), sizeof **docs)))
+        return lm_errf(err, "out of memory");
+    for (int i = 0; i < ds->n; i++) (*docs)[i] = ds->docs[i].text;
+    return 0;
 }

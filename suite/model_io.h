@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "backend.h"
+#include "dataset.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -18,6 +19,11 @@ int su_load_model(const char *path, int threads, lm_model *m, lm_backend **be,
 int su_load_tokenizer(const char *model_path, const char *tok_path,
                       lm_tokenizer *t, lm_err *err);
 /* A tokenizer must cover the model's vocabulary. */
+/* Reads a plain-text file (documents split by blank lines) into ds and a
+ * malloc'd array *docs of its ds->n documents, borrowed from ds: free the
+ * array, then ds_free(ds). */
+int su_load_text_docs(const char *path, ds_dataset *ds, const char ***docs, lm_err *err);
+
 int su_check_vocab(const lm_model *m, const lm_tokenizer *t, lm_err *err);
 /* Prints s as a JSON string (quoted, escaped) to f. */
 void su_json_string(FILE *f, const char *s, size_t len);
