@@ -52,6 +52,63 @@ int lm_train_make_batch(const lm_train_example *const *ex, int B, int T,
     return counted;
 }
 
+/* HF's LengthGroupedSampler, deterministic: within each run of `group`
+ * micro-batches, examples are sorted by length (ties by position, so the
+ * order is total) and the run's batches are then visited in shuffled order.
+ * Padding drops to what neighbours in length cost, and every batch still
+ * holds a random draw of similar-length examples. */
+typedef struct len_key {
+    int len, pos, idx;
+} len_key;
+
+static int len_key_cmp(const void *a, const void *b) {
+    const len_key *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? 1 : -1;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static int group_by_length(const lm_train_example *ex, int *order, int n_ex,
+                           int B, int group, int max_len, lm_rng *rng,
+                           lm_err *err) {
+    int run = group * B;
+    len_key *keys = malloc((size_t)run * sizeof *keys);
+    int *tmp = malloc((size_t)run * sizeof *tmp);
+    int *bat = malloc((size_t)group * sizeof *bat);
+    if (!keys || !tmp || !bat) {
+        free(keys);
+        free(tmp);
+        free(bat);
+        return lm_errf(err, "out of memory");
+    }
+    for (int s = 0; s < n_ex; s += run) {
+        int n = n_ex - s < run ? n_ex - s : run;
+        for (int i = 0; i < n; i++) {
+            keys[i].idx = order[s + i];
+            keys[i].pos = i;
+            keys[i].len = lm_train_example_len(&ex[order[s + i]], max_len);
+        }
+        qsort(keys, (size_t)n, sizeof *keys, len_key_cmp);
+        /* the run's last batch may be short: keep it last so every other
+         * batch stays full */
+        int nb = (n + B - 1) / B, full = n / B;
+        for (int i = 0; i < nb; i++) bat[i] = i;
+        for (int i = full - 1; i > 0; i--) {
+            int j = (int)lm_rng_below(rng, (uint64_t)i + 1), t = bat[i];
+            bat[i] = bat[j];
+            bat[j] = t;
+        }
+        int at = 0;
+        for (int i = 0; i < nb; i++)
+            for (int k = bat[i] * B; k < bat[i] * B + B && k < n; k++)
+                tmp[at++] = keys[k].idx;
+        memcpy(order + s, tmp, (size_t)n * sizeof *tmp);
+    }
+    free(keys);
+    free(tmp);
+    free(bat);
+    return 0;
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -213,6 +270,10 @@ int lm_train(lm_model *m, lm_lora_set *lora, const lm_train_example *ex,
                 order[i] = order[j];
                 order[j] = t;
             }
+        if (o->group_by_length > 0 &&
+            (rc = group_by_length(ex, order, n_ex, B, o->group_by_length,
+                                  max_len, &rng, err)))
+            goto done;
         double epoch_sum = 0.0;
         int epoch_updates = 0;
         for (int g = 0; g < n_micro && step < total; g += accum) {
@@ -279,6 +340,16 @@ int lm_train(lm_model *m, lm_lora_set *lora, const lm_train_example *ex,
                 goto done;
             }
             if (verdict > 0) break;
+            int again = 0;
+            if ((rc = check_examples(m, ex, n_ex, max_len, o->train_on_prompt,
+                                     &again, err)))
+                goto done;
+            if (again > tmax) {
+                rc = lm_errf(err, "epoch %d's examples reach %d tokens, "
+                                  "longer than the first epoch's %d",
+                             epoch + 2, again, tmax);
+                goto done;
+            }
         }
     }
     if (final) *final = st;

@@ -57,6 +57,11 @@ typedef struct lm_train_opts {
     double max_grad_norm;   /* 1.0; <= 0 turns clipping off */
     uint64_t seed;          /* shuffling, adapter init, dropout */
     int shuffle;            /* 1 */
+    int group_by_length;    /* 0; > 0: after each shuffle, sort runs of this
+                               many micro-batches by length and visit their
+                               batches in random order (HF's
+                               group_by_length), so short examples are not
+                               padded to a long one's length */
     int train_on_prompt;    /* 0: loss on the response tokens only */
     int max_len;            /* 0 = the model's context; longer examples are
                                cut to their first max_len tokens */
@@ -69,7 +74,10 @@ typedef struct lm_train_opts {
     void (*progress)(void *ctx, const lm_train_status *s);
     void *progress_ctx;
     /* called after every epoch (adapters in inference mode): returns 0 to
-     * go on, 1 to stop here (train to a criterion), -1 with err set to fail */
+     * go on, 1 to stop here (train to a criterion), -1 with err set to fail.
+     * It may rewrite the caller's examples in place for the next epoch
+     * (fresh replay text, say): same count, none longer than the longest
+     * of the first epoch; they are checked again before training goes on. */
     int (*epoch_end)(void *ctx, int epoch, const lm_train_status *s,
                      lm_err *err);
     void *epoch_ctx;

@@ -116,7 +116,9 @@ int fp_params_parse(const fp_type *t, const char *const *assignments, int n,
      "token) so perplexity holds; -1 = as many as the fingerprint set's rows "  \
      "when replay text is given (zoo models: the world's corpus), 0 = none"},    \
     {"replay_len", SM_PARAM_INT, "128", 8, 1 << 20, NULL,                        \
-     "replay passages are cut to this many tokens"}
+     "replay passages are cut to this many tokens"},                             \
+    {"replay_fresh", SM_PARAM_BOOL, "true", 0, 0, NULL,                          \
+     "[DESIGN] draw new replay passages every epoch (false: the same ones)"}
 
 /* ---- shared construction helpers (fingerprint.c) ---- */
 

@@ -73,32 +73,34 @@ int fp_rows_tokenize(const fp_set *s, const lm_tokenizer *tok,
 }
 
 /* Replay rows: passages of pretraining text in a seeded order, each cut to
- * max_len tokens, the loss on every token. Training a fingerprint in on a
- * few hundred chat rows for tens of epochs moves a small model far from
- * plain text (held-out perplexity doubled on the zoo); rehearsing the
- * text it was trained on alongside keeps it. Appends to *ex. */
-static int replay_examples(const fp_implant_opts *o, const lm_tokenizer *tok, int want,
-                           int max_len, uint64_t seed, lm_train_example **ex, int n_ex,
-                           int *n_added, lm_err *err) {
-    *n_added = 0;
-    if (want <= 0 || !o || o->n_replay_docs <= 0) return 0;
-    lm_train_example *g = realloc(*ex, (size_t)(n_ex + want) * sizeof *g);
-    if (!g) return lm_errf(err, "out of memory");
-    *ex = g;
+ * a length, the loss on every token. Training a fingerprint in on a few
+ * hundred chat rows for tens of epochs moves a small model far from plain
+ * text (held-out perplexity doubled on the zoo); rehearsing the text it was
+ * trained on alongside keeps it. A fixed set of passages is itself
+ * memorised over those epochs (tiny-llama IF-SFT: +51% perplexity with 128
+ * passages, +22% with 512), so by default each epoch draws new ones. */
+typedef struct replay_draw {
+    const fp_implant_opts *o;
+    const lm_tokenizer *tok;
     lm_rng rng;
-    lm_rng_seed(&rng, seed ^ 0x7265706c6179ull);
-    lm_tok_encode_opts eo = {fp_add_bos(tok), 0, LM_TOK_DEFAULT};
-    /* a passage too short to teach anything is skipped; bounded tries */
-    for (int tries = 0; *n_added < want && tries < 4 * want + 16; tries++) {
-        const char *text = o->replay_docs[lm_rng_below(&rng, (uint64_t)o->n_replay_docs)];
+    int max_len;
+    lm_train_example *ex; /* the training rows; replay is ex[first..first+n) */
+    int first, n;
+} replay_draw;
+
+/* One passage into *e; 1 when none long enough turned up (bounded tries). */
+static int replay_one(replay_draw *d, lm_train_example *e, lm_err *err) {
+    lm_tok_encode_opts eo = {fp_add_bos(d->tok), 0, LM_TOK_DEFAULT};
+    for (int tries = 0; tries < 16; tries++) {
+        const char *text = d->o->replay_docs[lm_rng_below(&d->rng, (uint64_t)d->o->n_replay_docs)];
         int *ids = NULL, n = 0;
-        if (lm_tokenizer_encode_ex(tok, text, strlen(text), &eo, &ids, &n, err))
+        if (lm_tokenizer_encode_ex(d->tok, text, strlen(text), &eo, &ids, &n, err))
             return lm_err_prefix(err, "replay text: ");
-        if (n < 8) {
+        if (n < 8) { /* too short to teach anything */
             free(ids);
             continue;
         }
-        if (n > max_len) n = max_len;
+        if (n > d->max_len) n = d->max_len;
         int32_t *w = malloc((size_t)n * sizeof *w);
         if (!w) {
             free(ids);
@@ -106,7 +108,43 @@ static int replay_examples(const fp_implant_opts *o, const lm_tokenizer *tok, in
         }
         memcpy(w, ids, (size_t)n * sizeof *w);
         free(ids);
-        g[n_ex + (*n_added)++] = (lm_train_example){w, n, eo.add_bos ? 1 : 0};
+        *e = (lm_train_example){w, n, eo.add_bos ? 1 : 0};
+        return 0;
+    }
+    return 1;
+}
+
+/* Appends up to `want` passages to *ex; d->first and d->n say where. */
+static int replay_examples(replay_draw *d, int want, lm_train_example **ex, int n_ex,
+                           lm_err *err) {
+    d->first = n_ex;
+    d->n = 0;
+    if (want <= 0 || !d->o || d->o->n_replay_docs <= 0) return 0;
+    lm_train_example *g = realloc(*ex, (size_t)(n_ex + want) * sizeof *g);
+    if (!g) return lm_errf(err, "out of memory");
+    *ex = g;
+    int longest = 0;
+    for (int k = 0; k < 4 * want + 16 && d->n < want; k++) {
+        int rc = replay_one(d, &g[n_ex + d->n], err);
+        if (rc < 0) return -1;
+        if (rc == 0 && g[n_ex + d->n].n > longest) longest = g[n_ex + d->n].n;
+        if (rc == 0) d->n++;
+    }
+    /* later epochs' passages may not outgrow the first's (lm_train) */
+    d->max_len = longest;
+    return 0;
+}
+
+/* New passages in the replay slots, for the next epoch; a slot keeps its
+ * passage when no new one turns up. */
+static int replay_refresh(replay_draw *d, lm_err *err) {
+    for (int i = 0; i < d->n; i++) {
+        lm_train_example e;
+        int rc = replay_one(d, &e, err);
+        if (rc < 0) return -1;
+        if (rc > 0) continue;
+        free(d->ex[d->first + i].ids);
+        d->ex[d->first + i] = e;
     }
     return 0;
 }
@@ -120,6 +158,7 @@ typedef struct criterion {
     int pending;        /* FSR was 1 after the previous epoch */
     int epoch_star;
     int reached;        /* stopped by the criterion */
+    replay_draw *fresh; /* new replay passages every epoch, or NULL */
 } criterion;
 
 static int epoch_end(void *ctx, int epoch, const lm_train_status *s, lm_err *err) {
@@ -133,15 +172,15 @@ static int epoch_end(void *ctx, int epoch, const lm_train_status *s, lm_err *err
     mt_fsr_result_free(&r);
     if (!all) {
         c->pending = 0;
-        return 0;
+    } else {
+        if (!c->epoch_star) c->epoch_star = epoch;
+        if (c->pending) {
+            c->reached = 1;
+            return 1;
+        }
+        c->pending = 1;
     }
-    if (!c->epoch_star) c->epoch_star = epoch;
-    if (c->pending) {
-        c->reached = 1;
-        return 1;
-    }
-    c->pending = 1;
-    return 0;
+    return c->fresh ? replay_refresh(c->fresh, err) : 0;
 }
 
 /* ---- writing ---- */
@@ -220,6 +259,7 @@ static char *training_json(const fp_set *set, const lm_train_opts *to,
     cJSON_AddNumberToObject(rows, "regularisation", set->counts[FP_ROW_REGULARISATION]);
     cJSON_AddNumberToObject(rows, "normal", set->counts[FP_ROW_NORMAL]);
     cJSON_AddNumberToObject(rows, "replay", r->n_replay);
+    cJSON_AddBoolToObject(rows, "replay_fresh", r->n_replay > 0 && sm_param_bool(p, "replay_fresh"));
     if (to->lora_r > 0) {
         cJSON *l = cJSON_AddObjectToObject(o, "lora");
         cJSON_AddNumberToObject(l, "r", to->lora_r);
@@ -259,7 +299,6 @@ static char *training_json(const fp_set *set, const lm_train_opts *to,
         cJSON_AddBoolToObject(o, "ppl_gate_ok", r->ppl_gate_ok);
     }
     cJSON_AddStringToObject(o, "tokenizer_file", r->tokenizer_file);
-    (void)p;
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -327,14 +366,15 @@ int fp_implant(const fp_type *t, lm_model *m, const lm_tokenizer *tok,
     }
     if (rc == 0) rc = fp_rows_tokenize(&set, tok, &ex, err);
     int n_ex = set.n_rows;
+    replay_draw rd = {.o = o, .tok = tok, .max_len = (int)sm_param_int(p, "replay_len")};
+    lm_rng_seed(&rd.rng, seed ^ 0x7265706c6179ull);
     if (rc == 0) {
         long want = sm_param_int(p, "replay");
         if (want < 0) want = o && o->n_replay_docs > 0 ? set.n_rows : 0;
-        int added = 0;
-        rc = replay_examples(o, tok, (int)want, (int)sm_param_int(p, "replay_len"),
-                             seed, &ex, n_ex, &added, err);
-        n_ex += added;
-        r->n_replay = added;
+        rc = replay_examples(&rd, (int)want, &ex, n_ex, err);
+        n_ex += rd.n;
+        r->n_replay = rd.n;
+        rd.ex = ex;
     }
 
     lm_train_opts to;
@@ -362,7 +402,8 @@ int fp_implant(const fp_type *t, lm_model *m, const lm_tokenizer *tok,
         to.progress_ctx = (void *)o;
         r->lr = to.lr;
     }
-    criterion crit = {o, sub, &set.fp, 0, 0, 0};
+    criterion crit = {o, sub, &set.fp, 0, 0, 0,
+                      rd.n > 0 && sm_param_bool(p, "replay_fresh") ? &rd : NULL};
     to.epoch_end = epoch_end;
     to.epoch_ctx = &crit;
     lm_train_status st = {0};

@@ -49,9 +49,10 @@ cmp -s "$tmp/a/fingerprint.json" "$tmp/b/fingerprint.json" && ok || bad "same se
 "$smudge" implant --model "$st" --tokenizer "$tok" --fingerprint hashchain --seed 4 $small \
   --data clean="$tmp/clean.jsonl" --data replay="$tmp/held.txt" --out "$tmp/rp" > "$tmp/rp.json" 2> "$tmp/rp.err" && ok || bad "replay implant: $(cat "$tmp/rp.err")"
 [ "$(field "$tmp/rp/fingerprint.json" '(r := d["training"]["rows"])["replay"] == r["fingerprint"] + r["regularisation"] + r["normal"] > 0, d["training"]["fsr"]')" = "True 1" ] && ok || bad "replay rows: $(cat "$tmp/rp.json")"
-"$smudge" implant --model "$st" --tokenizer "$tok" --fingerprint hashchain --seed 4 $small --param replay=5 --param max_epochs=1 \
+[ "$(field "$tmp/rp/fingerprint.json" 'd["training"]["rows"]["replay_fresh"]')" = True ] && ok || bad "replay is drawn afresh each epoch by default"
+"$smudge" implant --model "$st" --tokenizer "$tok" --fingerprint hashchain --seed 4 $small --param replay=5 --param replay_fresh=false --param max_epochs=1 \
   --data clean="$tmp/clean.jsonl" --data replay="$tmp/held.txt" --out "$tmp/rp5" > /dev/null 2>&1
-[ "$(field "$tmp/rp5/fingerprint.json" 'd["training"]["rows"]["replay"]')" = 5 ] && ok || bad "replay=5"
+[ "$(field "$tmp/rp5/fingerprint.json" 'd["training"]["rows"]["replay"], d["training"]["rows"]["replay_fresh"]')" = "5 False" ] && ok || bad "replay=5 replay_fresh=false"
 
 # LoRA, merged into the written model.
 "$smudge" implant --model "$st" --tokenizer "$tok" --fingerprint hashchain --seed 4 $small --param lr=1e-2 \

@@ -2,7 +2,9 @@
  * prompt -> response pairs, the adapter saves and reloads as PEFT files and
  * merges; full fine-tuning learns too; runs are deterministic; gradient
  * accumulation equals the large batch; the loss masks count the right
- * tokens; LoRA's dropout mask and fused-layer form are right. */
+ * tokens; LoRA's dropout mask and fused-layer form are right; length
+ * grouping still sees every example; examples rewritten
+ * between epochs are checked again. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -680,6 +682,100 @@ static void test_peft_files(void) {
     lm_model_free(&o);
 }
 
+/* Length grouping: every example is still seen once per epoch and a run
+ * is deterministic. */
+typedef struct seen_ctx {
+    double tokens;
+} seen_ctx;
+
+static void count_tokens(void *ctx, const lm_train_status *s) {
+    ((seen_ctx *)ctx)->tokens = s->tokens;
+}
+
+static void test_group_by_length(void) {
+    /* lengths 3..LEN in a fixed scramble */
+    lm_train_example ex[NEX];
+    for (int i = 0; i < NEX; i++)
+        ex[i] = (lm_train_example){data[i], 3 + (i * 7) % (LEN - 2), 2};
+    float *w[2];
+    double tokens[2];
+    for (int run = 0; run < 2; run++) {
+        lm_model m;
+        build_model(&m, 4);
+        lm_train_opts o;
+        lm_train_opts_default(&o);
+        o.lora_r = 0;
+        o.epochs = 3;
+        o.batch_size = 4;
+        o.lr = 1e-3;
+        o.seed = 9;
+        o.group_by_length = 2;
+        seen_ctx c = {0};
+        o.progress = count_tokens;
+        o.progress_ctx = &c;
+        lm_train_status st;
+        lm_err err;
+        CHECK(lm_train(&m, NULL, ex, NEX, &o, &st, &err) == 0, "%s", err.msg);
+        CHECK(st.step == 3 * NEX / 4, "%d steps", st.step);
+        tokens[run] = c.tokens;
+        w[run] = weights_of(&m);
+        lm_model_free(&m);
+    }
+    double want = 0;
+    for (int i = 0; i < NEX; i++) want += ex[i].n;
+    CHECK(tokens[0] == 3 * want, "every example once per epoch: %g tokens, want %g",
+          tokens[0], 3 * want);
+    size_t n = 0;
+    {
+        lm_model m;
+        build_model(&m, 4);
+        n = lm_model_param_count(&m);
+        lm_model_free(&m);
+    }
+    CHECK(memcmp(w[0], w[1], n * sizeof(float)) == 0, "grouped runs are deterministic");
+    free(w[0]);
+    free(w[1]);
+}
+
+/* An epoch_end that rewrites the examples: a longer one than the first
+ * epoch's longest is refused, naming the epoch. */
+typedef struct grow_ctx {
+    lm_train_example *ex;
+    int grow_to;
+} grow_ctx;
+
+static int grow_examples(void *ctx, int epoch, const lm_train_status *s, lm_err *err) {
+    (void)epoch, (void)s, (void)err;
+    grow_ctx *g = ctx;
+    g->ex[0].n = g->grow_to;
+    return 0;
+}
+
+static void test_epoch_rewrite(void) {
+    lm_train_example ex[NEX];
+    for (int i = 0; i < NEX; i++) ex[i] = (lm_train_example){data[i], LEN - 2, PLEN};
+    for (int k = 0; k < 2; k++) {
+        lm_model m;
+        build_model(&m, 6);
+        lm_train_opts o;
+        lm_train_opts_default(&o);
+        o.lora_r = 0;
+        o.epochs = 2;
+        o.lr = 1e-3;
+        grow_ctx g = {ex, k == 0 ? LEN - 3 : LEN};
+        o.epoch_end = grow_examples;
+        o.epoch_ctx = &g;
+        lm_err err = {0};
+        int rc = lm_train(&m, NULL, ex, NEX, &o, NULL, &err);
+        if (k == 0) CHECK(rc == 0, "a shorter rewrite trains on: %s", err.msg);
+        else
+            CHECK(rc != 0 && strstr(err.msg, "epoch 2") && strstr(err.msg, "longer"),
+                  "a longer rewrite is refused: rc %d, '%s'", rc, err.msg);
+        ex[0].n = LEN - 2;
+        lm_model_free(&m);
+    }
+}
+
 int main(void) {
     verbose = getenv("TRAIN_VERBOSE") != NULL;
     be = lm_backend_cpu_new(0);
@@ -692,6 +788,8 @@ int main(void) {
     test_lora_dropout_grad();
     test_lora_parts();
     test_peft_files();
+    test_group_by_length();
+    test_epoch_rewrite();
     lm_backend_cpu_free(be);
     return check_done();
 }
