@@ -1071,7 +1071,7 @@ void su_grid_free(su_grid *g) {
 char *su_default_grid_json(void) {
     /* Every zoo model x the three fingerprint types (IF-SFT, UTF,
      * Chain&Hash) x every registered removal method, each with its
-     * defaults (the types and methods size themselves to a tiny model:
+     * defaults (MEraser also without its recover phase) (the types and methods size themselves to a tiny model:
      * template, learning rate, LoRA rank), x seed 1, measured on the
      * metrics the embedded world provides. Methods that need a reference
      * model get the unit's clean base model. */
@@ -1084,8 +1084,17 @@ char *su_default_grid_json(void) {
     static const char *const types[] = {"if-sft", "utf", "hashchain"};
     for (int i = 0; i < 3; i++) cJSON_AddItemToArray(fps, cJSON_CreateString(types[i]));
     cJSON *methods = cJSON_AddArrayToObject(root, "methods");
-    for (int i = 0; i < sm_method_count(); i++)
-        cJSON_AddItemToArray(methods, cJSON_CreateString(sm_method_at(i)->name));
+    for (int i = 0; i < sm_method_count(); i++) {
+        const char *name = sm_method_at(i)->name;
+        cJSON_AddItemToArray(methods, cJSON_CreateString(name));
+        if (strcmp(name, "meraser")) continue;
+        /* MEraser's erase phase alone as well: the erased column of the
+         * paper's stage table */
+        cJSON *erase_only = cJSON_CreateObject();
+        cJSON_AddStringToObject(erase_only, "name", name);
+        cJSON_AddBoolToObject(cJSON_AddObjectToObject(erase_only, "params"), "recover", 0);
+        cJSON_AddItemToArray(methods, erase_only);
+    }
     cJSON *metrics = cJSON_AddArrayToObject(root, "metrics");
     static const char *const names[] = {"fsr", "ftr", "ppl", "sciq", "copa", "boolq"};
     for (int i = 0; i < 6; i++) cJSON_AddItemToArray(metrics, cJSON_CreateString(names[i]));
