@@ -55,6 +55,8 @@ int fp_template_pick(const sm_params *p, const lm_model *m,
         int small = lm_model_param_count(m) < 1000000000u || m->cfg.max_pos < 1024;
         name = small ? "tiny" : reference;
     }
+    *out = NULL;
+    if (!name || !strcmp(name, "none")) return 0;
     for (size_t i = 0; i < sizeof templates / sizeof templates[0]; i++)
         if (!strcmp(templates[i].name, name)) {
             *out = &templates[i];

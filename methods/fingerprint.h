@@ -132,7 +132,8 @@ typedef struct fp_template {
 
 /* The template named by the "template" parameter; "auto" picks "tiny" for a
  * model under 1B parameters or with a context under 1024 tokens, else
- * `reference`. */
+ * `reference`. "none", or a NULL reference picked by "auto", gives
+ * *out = NULL: no template. */
 int fp_template_pick(const sm_params *p, const lm_model *m,
                      const char *reference, const fp_template **out,
                      lm_err *err);

@@ -15,6 +15,12 @@
  * `meraser erase_adapter=DIR` then merges that adapter into each
  * fingerprinted descendant instead of training one, before recovering.
  *
+ * Rows are the reference's raw question + answer, except that a model
+ * under 1B parameters gets them in the benchmark's chat template (param
+ * "template", [DESIGN]): a tiny model does not carry an erase across
+ * formats (tiny-llama Chain&Hash: FSR 0.7 after a raw-row MEraser, 0 with
+ * the same rows in the template its fingerprint is queried in).
+ *
  * Defaults are the reference code's (cf.py, recover.py) in their
  * single-process form: micro-batch 1 with gradient accumulation 8 (erase)
  * and 36 (recover) stand for 8 and 9x4 data-parallel ranks. */
@@ -23,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fingerprint.h"
 #include "peft.h"
 #include "qa_train.h"
 
@@ -37,6 +44,9 @@
      "question cut to this many tokens (and to half the model's context)"},      \
     {"max_answer_tokens", SM_PARAM_INT, "256", 1, 1 << 20, NULL,                 \
      "answer cut to this many tokens (and to half the model's context)"},        \
+    {"template", SM_PARAM_CHOICE, "auto", 0, 0, "auto|none|tiny|vicuna|llama2",  \
+     "[DESIGN] chat template around each question: none = the reference's raw "  \
+     "rows; auto = none from 1B parameters, the tiny template below"},           \
     {"scale_rank", SM_PARAM_BOOL, "true", 0, 0, NULL,                            \
      "tiny-model rule: a rank above d_model/4 becomes d_model/8"},               \
     {"erase_r", SM_PARAM_INT, "8", 1, 4096, NULL, "erase LoRA rank"},            \
@@ -49,13 +59,14 @@
      "erase learning-rate schedule"},                                            \
     {"erase_warmup", SM_PARAM_FLOAT, "0", 0, 1, NULL,                            \
      "erase warm-up, a fraction of the steps"},                                  \
-    {"erase_epochs", SM_PARAM_INT, "5", 1, 100000, NULL, "erase epochs"},        \
+    {"erase_epochs", SM_PARAM_INT, "0", 0, 100000, NULL,                         \
+     "erase epochs; 0 = 5 (the reference) from 1B parameters, 8 below [DESIGN]"}, \
     {"erase_batch", SM_PARAM_INT, "1", 1, 4096, NULL, "erase micro-batch (sequences)"}, \
     {"erase_grad_accum", SM_PARAM_INT, "8", 1, 65536, NULL,                      \
      "erase micro-batches per update (global batch = batch x accum)"},           \
     {"erase_max_grad_norm", SM_PARAM_FLOAT, "0.5", 0, 1e9, NULL,                 \
      "erase gradient clipping; 0 = off"}
-#define N_ERASE_PARAMS 16
+#define N_ERASE_PARAMS 17
 
 static const sm_param_def meraser_params[] = {
     ERASE_PARAMS,
@@ -76,6 +87,13 @@ static const sm_param_def meraser_params[] = {
      "recover learning-rate schedule"},
     {"recover_warmup", SM_PARAM_FLOAT, "0", 0, 1, NULL, "recover warm-up fraction"},
     {"recover_epochs", SM_PARAM_INT, "2", 1, 100000, NULL, "recover epochs"},
+    {"recover_replay", SM_PARAM_INT, "-1", -1, 1e7, NULL,
+     "[DESIGN] passages of plain text (data set 'corpus') trained alongside the "
+     "recover rows, loss on every token: question/answer rows alone do not bring "
+     "a small model's perplexity on plain text back; -1 = as many as the recover "
+     "rows when a corpus is given, 0 = none"},
+    {"recover_replay_len", SM_PARAM_INT, "128", 8, 1 << 20, NULL,
+     "recover replay passages are cut to this many tokens"},
     {"recover_batch", SM_PARAM_INT, "1", 1, 4096, NULL, "recover micro-batch"},
     {"recover_grad_accum", SM_PARAM_INT, "36", 1, 65536, NULL,
      "recover micro-batches per update"},
@@ -87,8 +105,10 @@ static const sm_param_def erase_lora_params[] = {ERASE_PARAMS};
 
 /* "instructions": the clean QA corpus both sets are built from.
  * "mismatched?", "recover?": MEraser's own files, used as they are
- * (a trailing '?' marks a data set the method can do without). */
-static const char *const meraser_data[] = {"instructions", "mismatched?", "recover?", NULL};
+ * (a trailing '?' marks a data set the method can do without).
+ * "corpus?": plain text rehearsed while recovering (recover_replay). */
+static const char *const meraser_data[] = {"instructions", "mismatched?", "recover?", "corpus?",
+                                           NULL};
 static const char *const erase_lora_data[] = {"instructions", "mismatched?", NULL};
 
 /* ---- one phase ---- */
@@ -96,8 +116,10 @@ static const char *const erase_lora_data[] = {"instructions", "mismatched?", NUL
 typedef struct phase {
     const char *name;        /* "erase", "recover" */
     const char *source;      /* "built", the file's path, or the adapter's */
+    const char *template_name; /* chat template around the questions, "none" */
     char sha256[65];
     int rows, dropped;       /* rows used; rows with nothing to learn */
+    int replay;              /* plain-text passages trained alongside */
     int lora;                /* 1: LoRA, 0: full */
     int r;
     float alpha;
@@ -109,15 +131,22 @@ typedef struct phase {
 } phase;
 
 /* The sequences of a set: question (+ suffix) and answer, cut per 1.7. */
-static int make_examples(const lm_tokenizer *t, const ds_dataset *ds, const char *suffix,
-                         int max_q, int max_a, int mask_question, lm_train_example **out,
-                         int *n_out, int *dropped, lm_err *err) {
+static int make_examples(const lm_tokenizer *t, const ds_dataset *ds, const fp_template *tpl,
+                         const char *suffix, int max_q, int max_a, int mask_question,
+                         lm_train_example **out, int *n_out, int *dropped, lm_err *err) {
     lm_train_example *ex = calloc((size_t)(ds->n ? ds->n : 1), sizeof *ex);
     if (!ex) return lm_errf(err, "out of memory");
     int n = 0;
     *dropped = 0;
     for (int i = 0; i < ds->n; i++) {
         char *q = qt_question(&ds->qa[i]);
+        if (q && tpl) {
+            /* the template wraps the question; the reference's separator
+             * (none to erase, a newline to recover) still follows it */
+            char *in_tpl = fp_template_apply(tpl, q);
+            free(q);
+            q = in_tpl;
+        }
         if (!q) {
             qt_examples_free(ex, n);
             return lm_errf(err, "out of memory");
@@ -154,6 +183,9 @@ static void phase_opts(phase *ph, const sm_params *p, const char *pre, const lm_
     lm_train_opts *o = &ph->o;
     lm_train_opts_default(o);
     o->epochs = (int)sm_param_int(p, P("epochs"));
+    /* A tiny model's Chain&Hash answers outlast the reference's 5 erase
+     * epochs (tiny-llama: FSR 0.1 after recovery; 0 with 8). */
+    if (o->epochs == 0) o->epochs = lm_model_param_count(m) < 1000000000u ? 8 : 5;
     o->batch_size = (int)sm_param_int(p, P("batch"));
     o->grad_accum = (int)sm_param_int(p, P("grad_accum"));
     o->lr = sm_param_float(p, P("lr"));
@@ -183,9 +215,44 @@ static void phase_opts(phase *ph, const sm_params *p, const char *pre, const lm_
 
 /* Trains one phase on `ds` and folds it into the model (LoRA merged). With
  * keep != NULL the LoRA set is handed back unmerged instead. */
+/* Appends up to `want` passages of the plain text `docs`, drawn in a
+ * seeded order and cut to max_len tokens, the loss on every token. */
+static int add_replay(const lm_tokenizer *t, const ds_dataset *docs, int want, int max_len,
+                      uint64_t seed, lm_train_example **ex, int *n, int *added, lm_err *err) {
+    *added = 0;
+    if (want <= 0 || !docs || docs->n == 0) return 0;
+    lm_train_example *g = realloc(*ex, (size_t)(*n + want) * sizeof *g);
+    if (!g) return lm_errf(err, "out of memory");
+    *ex = g;
+    lm_rng rng;
+    lm_rng_seed(&rng, seed ^ 0x7265706c6179ull);
+    lm_tok_encode_opts eo = {t->add_bos && t->bos_id >= 0, 0, LM_TOK_DEFAULT};
+    for (int tries = 0; *added < want && tries < 4 * want + 16; tries++) {
+        const char *text = docs->docs[lm_rng_below(&rng, (uint64_t)docs->n)].text;
+        int *ids = NULL, k = 0;
+        if (lm_tokenizer_encode_ex(t, text, strlen(text), &eo, &ids, &k, err))
+            return lm_err_prefix(err, "corpus: ");
+        if (k < 8) { /* too short to teach anything */
+            free(ids);
+            continue;
+        }
+        if (k > max_len) k = max_len;
+        int32_t *w = malloc((size_t)k * sizeof *w);
+        if (!w) {
+            free(ids);
+            return lm_errf(err, "out of memory");
+        }
+        memcpy(w, ids, (size_t)k * sizeof *w);
+        free(ids);
+        g[(*n)++] = (lm_train_example){w, k, 0};
+        (*added)++;
+    }
+    return 0;
+}
+
 static int run_phase(const sm_input *in, phase *ph, const lm_tokenizer *t, lm_model *m,
-                     const ds_dataset *ds, const char *suffix, double from, double to,
-                     lm_lora_set *keep, lm_err *err) {
+                     const ds_dataset *ds, const char *suffix, const ds_dataset *replay,
+                     double from, double to, lm_lora_set *keep, lm_err *err) {
     const sm_params *p = in->params;
     int half = m->cfg.max_pos / 2 > 0 ? m->cfg.max_pos / 2 : 1;
     int max_q = (int)sm_param_int(p, "max_question_tokens");
@@ -194,10 +261,22 @@ static int run_phase(const sm_input *in, phase *ph, const lm_tokenizer *t, lm_mo
     if (max_a > half) max_a = half;
     lm_train_example *ex = NULL;
     int n = 0;
-    if (make_examples(t, ds, suffix, max_q, max_a, sm_param_bool(p, "mask_question"), &ex, &n,
-                      &ph->dropped, err))
+    const fp_template *tpl = NULL;
+    if (fp_template_pick(p, m, NULL, &tpl, err)) return -1;
+    ph->template_name = tpl ? tpl->name : "none";
+    if (make_examples(t, ds, tpl, suffix, max_q, max_a, sm_param_bool(p, "mask_question"), &ex,
+                      &n, &ph->dropped, err))
         return lm_err_prefix(err, "%s set: ", ph->name);
     ph->rows = n;
+    if (replay) {
+        long want = sm_param_int(p, "recover_replay");
+        if (want < 0) want = n;
+        if (add_replay(t, replay, (int)want, (int)sm_param_int(p, "recover_replay_len"), ph->o.seed,
+                       &ex, &n, &ph->replay, err)) {
+            qt_examples_free(ex, n);
+            return -1;
+        }
+    }
     /* the epoch and step counts depend on the rows kept */
     phase_opts(ph, p, ph->name, m, !ph->lora, ph->o.seed, n);
     lm_lora_set lora = {0};
@@ -217,6 +296,7 @@ static int run_phase(const sm_input *in, phase *ph, const lm_tokenizer *t, lm_mo
 
 typedef struct sets {
     ds_dataset corpus, built_mis, built_rec, file_mis, file_rec;
+    ds_dataset text;         /* plain text for recover_replay, or empty */
     const ds_dataset *mis, *rec;
     const char *mis_source, *rec_source;
     char mis_sha[65], rec_sha[65];
@@ -228,6 +308,7 @@ static void free_sets(sets *s) {
     ds_free(&s->built_rec);
     ds_free(&s->file_mis);
     ds_free(&s->file_rec);
+    ds_free(&s->text);
 }
 
 /* The erase set (and with want_rec the recover set): MEraser's files when
@@ -236,6 +317,16 @@ static void free_sets(sets *s) {
  * recorded. */
 static int load_sets(const sm_input *in, int want_rec, sets *s, lm_err *err) {
     memset(s, 0, sizeof *s);
+    const sm_data *dt = sm_input_data(in, "corpus");
+    if (want_rec && dt && sm_param_int(in->params, "recover_replay") != 0) {
+        ds_format fmt = DS_FMT_TEXT;
+        if (dt->format && dt->format[0] && ds_format_parse(dt->format, &fmt, err))
+            return lm_err_prefix(err, "data set 'corpus': ");
+        if (ds_load(dt->path, fmt, &s->text, err)) return lm_err_prefix(err, "data set 'corpus': ");
+        if (s->text.kind != DS_KIND_TEXT)
+            return lm_errf(err, "data set 'corpus' (%s) is %s, not plain text", dt->path,
+                           ds_format_name(s->text.format));
+    }
     const sm_data *dm = sm_input_data(in, "mismatched"), *dr = sm_input_data(in, "recover");
     if (dm) {
         if (qt_load_qa(in, "mismatched", DS_FMT_AUTO, &s->file_mis, err)) return -1;
@@ -294,8 +385,10 @@ static void add_phase(cJSON *o, const phase *ph) {
         cJSON_AddStringToObject(j, "targets", ph->targets ? ph->targets : "");
     }
     if (!ph->ran) return;
+    cJSON_AddStringToObject(j, "template", ph->template_name ? ph->template_name : "none");
     cJSON_AddNumberToObject(j, "rows", ph->rows);
     cJSON_AddNumberToObject(j, "rows_dropped", ph->dropped);
+    cJSON_AddNumberToObject(j, "replay_passages", ph->replay);
     cJSON_AddNumberToObject(j, "lr", ph->o.lr);
     cJSON_AddStringToObject(j, "schedule", lm_sched_name(ph->o.schedule));
     cJSON_AddNumberToObject(j, "warmup_steps", ph->o.warmup_steps);
@@ -381,13 +474,14 @@ static int meraser_run(const sm_input *in, lm_err *err) {
     } else if (rc == 0) {
         erase.source = s.mis_source;
         snprintf(erase.sha256, sizeof erase.sha256, "%s", s.mis_sha);
-        rc = run_phase(in, &erase, &tok, m, s.mis, NULL, 0.02, do_recover ? 0.6 : 0.95, NULL,
+        rc = run_phase(in, &erase, &tok, m, s.mis, NULL, NULL, 0.02, do_recover ? 0.6 : 0.95, NULL,
                        err);
     }
     if (rc == 0 && do_recover) {
         rec.source = s.rec_source;
         snprintf(rec.sha256, sizeof rec.sha256, "%s", s.rec_sha);
-        rc = run_phase(in, &rec, &tok, m, s.rec, "\n", adapter[0] ? 0.05 : 0.6, 0.95, NULL, err);
+        rc = run_phase(in, &rec, &tok, m, s.rec, "\n", s.text.n > 0 ? &s.text : NULL,
+                       adapter[0] ? 0.05 : 0.6, 0.95, NULL, err);
     }
     if (rc == 0) {
         in->rep->progress(in->rep->ctx, 0.95, "writing the model");
@@ -412,7 +506,7 @@ static int erase_lora_run(const sm_input *in, lm_err *err) {
     if (rc == 0) {
         erase.source = s.mis_source;
         snprintf(erase.sha256, sizeof erase.sha256, "%s", s.mis_sha);
-        rc = run_phase(in, &erase, &tok, in->model, s.mis, NULL, 0.02, 0.95, &lora, err);
+        rc = run_phase(in, &erase, &tok, in->model, s.mis, NULL, NULL, 0.02, 0.95, &lora, err);
     }
     if (rc == 0) {
         in->rep->progress(in->rep->ctx, 0.95, "writing the adapter");

@@ -21,8 +21,8 @@
 #include "model.h"
 
 /* Bump when sm_method, sm_input or sm_params change layout. */
-#define SM_METHOD_ABI 1
-#define SM_MAX_PARAMS 32
+#define SM_METHOD_ABI 2
+#define SM_MAX_PARAMS 64
 #define SM_PARAM_STR 256
 
 typedef enum sm_param_type {

@@ -38,7 +38,8 @@ static const char remove_usage[] =
     "  --model PATH|ZOO     the model to clean: a checkpoint, or a zoo recipe name\n"
     "  --param NAME=VALUE   a method parameter; repeat for several\n"
     "  --data NAME=FILE     a data set the method wants; repeat for several. Names\n"
-    "                       marked optional in 'smudge methods' may be left out;\n"
+    "                       marked optional in 'smudge methods' may be left out\n"
+    "                       (a zoo model named by recipe gets its world's copy);\n"
     "                       'instructions' defaults to the world's instructions.jsonl,\n"
     "                       'corpus' to its corpus.txt, 'heldout' to heldout.txt\n"
     "                       (the zoo model's world, else the world of seed 1)\n"
@@ -459,14 +460,20 @@ int cmd_remove(int argc, char **argv) {
             n_data++;
         }
     }
-    /* wanted data not given: the embedded default, else an error */
-    int need_world = 0;
+    /* wanted data not given: the embedded default, else an error. An
+     * optional set comes from the world only for a zoo model, whose own
+     * world it is; a checkpoint by path goes without it. */
+    int need_world = 0, zoo_model = su_zoo_find(model_arg) != NULL;
     for (int k = 0; rc == 0 && m->wants_data && m->wants_data[k]; k++) {
         char w[128];
         int opt, given = 0;
         sm_wanted_data(m->wants_data[k], w, sizeof w, &opt);
         for (int i = 0; i < n_data; i++) given |= !strcmp(data[i].name, w);
-        if (given || opt) continue;
+        if (given) continue;
+        if (opt) {
+            need_world |= zoo_model && su_world_data_file(w, NULL) != NULL;
+            continue;
+        }
         if (su_world_data_file(w, NULL)) {
             need_world = 1;
         } else {
@@ -499,7 +506,7 @@ int cmd_remove(int argc, char **argv) {
         sm_wanted_data(m->wants_data[k], w, sizeof w, &opt);
         for (int i = 0; i < n_data; i++) given |= !strcmp(data[i].name, w);
         const char *file = su_world_data_file(w, NULL);
-        if (given || opt || !file) continue;
+        if (given || !file || (opt && !zoo_model)) continue;
         if (n_data >= MAX_DATA - 1) {
             rc = lm_errf(&err, "method '%s' wants too many data sets", m->name);
             break;

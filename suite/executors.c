@@ -743,7 +743,8 @@ static int method_run(const su_exec *x, rs_row *row, const sm_method *m,
     }
     /* Wanted data the grid does not name comes from the model's world, as
      * smudge remove does: the default grid names none. Optional sets
-     * ("name?") stay absent, so a method's own fallbacks apply. */
+     * ("name?") come from it only for a zoo model, whose own world it is;
+     * a model by path goes without them, so the method's fallbacks apply. */
     char world[SU_PATH_LEN], world_paths[8][SU_PATH_LEN + 32];
     int n_world = 0, have_world = 0;
     char wanted[8][SU_TYPE_LEN];
@@ -754,7 +755,8 @@ static int method_run(const su_exec *x, rs_row *row, const sm_method *m,
         sm_wanted_data(m->wants_data[k], w, sizeof wanted[0], &optional);
         for (int d = 0; d < n_data; d++) given |= !strcmp(data[d].name, w);
         const char *file = su_world_data_file(w, NULL);
-        if (optional || given || !file || n_data >= 16) continue;
+        if (given || !file || n_data >= 16) continue;
+        if (optional && g->models[x->unit->model].is_path) continue;
         if (!have_world && model_world(g, x->unit->model, world, sizeof world, err)) rc = -1;
         have_world = 1;
         if (rc) break;

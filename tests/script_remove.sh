@@ -34,12 +34,12 @@ nomodel="--model $tmp/absent --out $tmp/x"
 expect 2 "unknown method 'nope' (methods: none, meraser" remove --method nope $nomodel
 expect 2 "meraser has no parameter 'erase_rank' (it has: n_mismatched" remove --method meraser --param erase_rank=4 $nomodel
 expect 2 "meraser: parameter 'erase_lr' must be a number, got 'fast'" remove --method meraser --param erase_lr=fast $nomodel
-expect 2 "meraser: parameter 'erase_epochs' = 0 is outside \[1, 100000\]" remove --method meraser --param erase_epochs=0 $nomodel
+expect 2 "meraser: parameter 'erase_epochs' = -1 is outside \[0, 100000\]" remove --method meraser --param erase_epochs=-1 $nomodel
 expect 2 "meraser: parameter 'mode' must be one of lora|full, got 'half'" remove --method meraser --param mode=half $nomodel
 expect 2 "meraser: parameter 'recover' must be true or false" remove --method meraser --param recover=maybe $nomodel
 expect 2 "parameter 'erase_r' given twice" remove --method meraser --param erase_r=4 --param erase_r=8 $nomodel
 expect 2 "incremental-ft: parameter 'n_rows' = -3 is outside" remove --method incremental-ft --param n_rows=-3 $nomodel
-expect 2 "method 'meraser' reads no data set of that name (it reads: instructions, mismatched, recover)" remove --method meraser --data calib=/dev/null $nomodel
+expect 2 "method 'meraser' reads no data set of that name (it reads: instructions, mismatched, recover, corpus)" remove --method meraser --data calib=/dev/null $nomodel
 expect 2 "cannot read $tmp/nofile" remove --method meraser --data recover=$tmp/nofile $nomodel
 expect 2 "are required" remove --method meraser --model x
 ! [ -e "$tmp/x" ] && ok || bad "a refused run created its output folder"
@@ -68,6 +68,7 @@ measure "$tmp/fp" "$fpj" "$tmp/m_fp.json"
 # ---- MEraser, the clean QA corpus from the embedded world (--cache) ----
 "$smudge" remove --method meraser --model "$tmp/fp" --cache "$tmp/cache" --seed 1 \
   --param n_mismatched=150 --param n_recover=100 --param recover_grad_accum=8 \
+  --data corpus="$tmp/world/corpus.txt" \
   --out "$tmp/mer" > "$tmp/mer.json" 2> "$tmp/err" && ok || bad "meraser: $(cat "$tmp/err")"
 for f in model.safetensors config.json tok512.bin cost.json meraser.json; do
   [ -f "$tmp/mer/$f" ] && ok || bad "meraser wrote no $f"
@@ -77,8 +78,10 @@ done
   && ok || bad "summary: $(cat "$tmp/mer.json")"
 [ "$(field "$tmp/mer/cost.json" '[s["step"] for s in d["steps"]] == ["erase", "recover"], d["seconds"] > 0')" = "True True" ] \
   && ok || bad "cost.json: $(cat "$tmp/mer/cost.json")"
-[ "$(field "$tmp/mer/meraser.json" 'd["erase"]["rows"], d["erase"]["steps"], d["erase"]["r"], d["erase"]["targets"], d["erase"]["loss_on_question"], d["recover"]["rows"], d["recover"]["r"], d["recover"]["schedule"], len(d["erase"]["sha256"])')" \
-  = "150 95 8 q_proj,v_proj True 100 16 cosine 64" ] && ok || bad "meraser.json: $(head -c 2000 "$tmp/mer/meraser.json")"
+# a model under 1B parameters: 8 erase epochs (19 updates each) and the tiny
+# chat template; the recover rows rehearse as many corpus passages
+[ "$(field "$tmp/mer/meraser.json" 'd["erase"]["rows"], d["erase"]["steps"], d["erase"]["r"], d["erase"]["targets"], d["erase"]["loss_on_question"], d["recover"]["rows"], d["recover"]["r"], d["recover"]["schedule"], len(d["erase"]["sha256"]), d["erase"]["template"], d["recover"]["template"], d["recover"]["replay_passages"], d["erase"]["replay_passages"]')" \
+  = "150 152 8 q_proj,v_proj True 100 16 cosine 64 tiny tiny 100 0" ] && ok || bad "meraser.json: $(head -c 2000 "$tmp/mer/meraser.json")"
 measure "$tmp/mer" "$fpj" "$tmp/m_mer.json"
 echo "fingerprinted: $(cat "$tmp/m_fp.json")" >&2
 echo "after meraser: $(cat "$tmp/m_mer.json")" >&2
