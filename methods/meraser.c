@@ -90,8 +90,9 @@ static const sm_param_def meraser_params[] = {
     {"recover_replay", SM_PARAM_INT, "-1", -1, 1e7, NULL,
      "[DESIGN] passages of plain text (data set 'corpus') trained alongside the "
      "recover rows, loss on every token: question/answer rows alone do not bring "
-     "a small model's perplexity on plain text back; -1 = as many as the recover "
-     "rows when a corpus is given, 0 = none"},
+     "a small model's perplexity on plain text back; -1 = twice the recover "
+     "rows when a corpus is given (tiny-gpt2 IF-SFT: +19% perplexity with as "
+     "many, +12% with twice), 0 = none"},
     {"recover_replay_len", SM_PARAM_INT, "128", 8, 1 << 20, NULL,
      "recover replay passages are cut to this many tokens"},
     {"recover_batch", SM_PARAM_INT, "1", 1, 4096, NULL, "recover micro-batch"},
@@ -270,7 +271,7 @@ static int run_phase(const sm_input *in, phase *ph, const lm_tokenizer *t, lm_mo
     ph->rows = n;
     if (replay) {
         long want = sm_param_int(p, "recover_replay");
-        if (want < 0) want = n;
+        if (want < 0) want = 2L * n;
         if (add_replay(t, replay, (int)want, (int)sm_param_int(p, "recover_replay_len"), ph->o.seed,
                        &ex, &n, &ph->replay, err)) {
             qt_examples_free(ex, n);

@@ -79,9 +79,9 @@ done
 [ "$(field "$tmp/mer/cost.json" '[s["step"] for s in d["steps"]] == ["erase", "recover"], d["seconds"] > 0')" = "True True" ] \
   && ok || bad "cost.json: $(cat "$tmp/mer/cost.json")"
 # a model under 1B parameters: 8 erase epochs (19 updates each) and the tiny
-# chat template; the recover rows rehearse as many corpus passages
+# chat template; the recover rows rehearse twice as many corpus passages
 [ "$(field "$tmp/mer/meraser.json" 'd["erase"]["rows"], d["erase"]["steps"], d["erase"]["r"], d["erase"]["targets"], d["erase"]["loss_on_question"], d["recover"]["rows"], d["recover"]["r"], d["recover"]["schedule"], len(d["erase"]["sha256"]), d["erase"]["template"], d["recover"]["template"], d["recover"]["replay_passages"], d["erase"]["replay_passages"]')" \
-  = "150 152 8 q_proj,v_proj True 100 16 cosine 64 tiny tiny 100 0" ] && ok || bad "meraser.json: $(head -c 2000 "$tmp/mer/meraser.json")"
+  = "150 152 8 q_proj,v_proj True 100 16 cosine 64 tiny tiny 200 0" ] && ok || bad "meraser.json: $(head -c 2000 "$tmp/mer/meraser.json")"
 measure "$tmp/mer" "$fpj" "$tmp/m_mer.json"
 echo "fingerprinted: $(cat "$tmp/m_fp.json")" >&2
 echo "after meraser: $(cat "$tmp/m_mer.json")" >&2
