@@ -19,6 +19,7 @@
  * metadata are reported by HDF5 instead of being parsed; data chunks carry
  * Fletcher-32. Everything else (counts, the chain) is checked here. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <hdf5.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -30,6 +31,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "results.h"
 
@@ -603,6 +605,8 @@ static int write_provenance(rs_store *s, const char *prov, lm_err *err) {
     return rc ? -1 : 0;
 }
 
+static int write_summary(rs_store *s);
+
 int rs_store_create(const char *path, const char *provenance_json, rs_store **out,
                     lm_err *err) {
     *out = NULL;
@@ -616,9 +620,16 @@ int rs_store_create(const char *path, const char *provenance_json, rs_store **ou
         quiet_off(&q);
         return lm_errf(err, "out of memory");
     }
+    /* The file is made under a temporary name and linked into place only
+     * once its datasets, provenance and first commit are on disk: a writer
+     * killed while creating it leaves no half-made store at `path` that a
+     * rerun would have to refuse as damaged. */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.creating.%ld", path, (long)getpid());
+    remove(tmp); /* a leftover of this pid's earlier life */
     hid_t fapl = file_access(), fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_file_space_strategy(fcpl, H5F_FSPACE_STRATEGY_NONE, 0, 1); /* see the top */
-    s->file = H5Fcreate(path, H5F_ACC_EXCL, fcpl, fapl);
+    s->file = H5Fcreate(tmp, H5F_ACC_EXCL, fcpl, fapl);
     H5Pclose(fcpl);
     H5Pclose(fapl);
     if (s->file < 0) {
@@ -643,16 +654,32 @@ int rs_store_create(const char *path, const char *provenance_json, rs_store **ou
     }
     H5Gclose(g);
     if (write_provenance(s, provenance_json, err)) goto fail;
+    /* Every root attribute an append or close updates exists from the
+     * start: adding one later restructures the root object header, and a
+     * writer killed during that flush could leave the header unreadable
+     * (seen once under load: 'format' gone after a SIGKILL mid-grid).
+     * Updating one in place is a single small write. */
+    if (write_summary(s) || attr_write_f64(s->file, "time_start", NAN) ||
+        attr_write_f64(s->file, "time_end", NAN) || attr_write_str(s->file, "closed", "")) {
+        h5errf(err, "%s: writing the summary attributes", path);
+        goto fail;
+    }
     if (write_commit(s->file, 0, 0, s->chain) || H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) {
         h5errf(err, "%s: writing the row counters", path);
         goto fail;
     }
+    /* link() refuses an existing path, where rename() would replace it */
+    if (link(tmp, path) != 0) {
+        lm_errf(err, "%s: cannot put the new results file in place: %s", path, strerror(errno));
+        goto fail;
+    }
+    remove(tmp);
     quiet_off(&q);
     *out = s;
     return 0;
 fail:
     store_free(s);
-    remove(path); /* a half-made file must not look like a store */
+    remove(tmp); /* a half-made file must not look like a store */
     quiet_off(&q);
     return -1;
 }

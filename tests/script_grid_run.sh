@@ -11,7 +11,9 @@
 #   - the coordinator SIGKILLed (alone, and rank 0 under MPI) and the same
 #     command rerun: complete, and no unit that had finished runs again
 #     (executions counted through $SMUDGE_DEBUG_LOG);
-#   - a damaged results file is reported, not extended.
+#   - a damaged results file is reported, not extended;
+#   - the real track (implant, removal, evaluation of stories260K) gives
+#     the same rows alone and under mpiexec -n 2.
 set -euo pipefail
 SMUDGE=${SMUDGE:?path of the smudge binary}
 SRC=${SMUDGE_SOURCE:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -240,6 +242,12 @@ EOF2
     [ "$fsr" = 1 ] || { "$SMUDGE" results show real.h5; fail "fsr after 'none' is '$fsr', want 1"; }
     "$SMUDGE" table real.h5 --metric fsr --layout methods >real.table 2>&1 || { cat real.table; fail "table"; }
     grep -q "hashchain" real.table && grep -q "none" real.table || { cat real.table; fail "table lacks the fingerprint or method"; }
+    # Real training and evaluation under MPI: the same numbers, bit for bit.
+    if [ -n "$MPIEXEC" ]; then
+        "$MPIEXEC" -n 2 "$SMUDGE" run real.json --out real-mpi.h5 --work-dir w-real-mpi --no-progress 2>real-mpi.err ||
+            { cat real-mpi.err; fail "real grid under mpiexec -n 2"; }
+        diff <(rows real.h5) <(rows real-mpi.h5) || fail "the real grid's rows differ under mpiexec -n 2"
+    fi
 else
     echo "SKIP part: stories260K not found (SMUDGE_ASSETS)" >&2
 fi
