@@ -94,12 +94,37 @@ int rs_layout_from_name(const char *s, rs_layout *out) {
 
 typedef struct sel {
     const char *model, *fp, *stage, *method, *params; /* NULL = any */
+    int params_sans_recover; /* params is compared without the 'recover' key */
 } sel;
+
+/* The erase-only run of MEraser (recover=false) and the full run differ in
+ * 'recover' alone; the stage layout shows them in one row, as the paper's
+ * fingerprinted -> erased -> recovered columns. */
+#define RS_STAGE_PARAM "recover"
+
+/* params as compact JSON without `key` (malloc'd; a copy when not JSON). */
+static char *params_without(const char *params, const char *key) {
+    cJSON *o = cJSON_Parse(params);
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return strdup(params);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(o, key);
+    char *t = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return t;
+}
 
 static int eq(const char *want, const char *have) { return !want || strcmp(want, have) == 0; }
 static int matches(const sel *s, const rs_row *r) {
-    return eq(s->model, r->model) && eq(s->fp, r->fingerprint) && eq(s->stage, r->stage) &&
-           eq(s->method, r->method) && eq(s->params, r->params);
+    if (!(eq(s->model, r->model) && eq(s->fp, r->fingerprint) && eq(s->stage, r->stage) &&
+          eq(s->method, r->method)))
+        return 0;
+    if (!s->params || !s->params_sans_recover) return eq(s->params, r->params);
+    char *p = params_without(r->params, RS_STAGE_PARAM);
+    int same = p && strcmp(p, s->params) == 0;
+    free(p);
+    return same;
 }
 
 /* Small list of distinct strings (pointers into the rows). */
@@ -168,7 +193,62 @@ static char *params_label(const char *params) {
 typedef struct method_info {
     strs names;
     int *n_stages, *n_params; /* distinct stages / params per method */
+    strs *params;             /* the distinct params of each method */
 } method_info;
+
+/* The value of `key` in params as text, or NULL (malloc'd). */
+static char *param_text(const char *params, const char *key) {
+    cJSON *o = cJSON_Parse(params);
+    const cJSON *it = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+    char *v = !it ? NULL : cJSON_IsString(it) ? strdup(it->valuestring) : cJSON_PrintUnformatted(it);
+    cJSON_Delete(o);
+    return v;
+}
+
+/* "k=v, ..." for the keys of params whose value is not the same in every
+ * params of `all` (skipping `drop`): the label says what tells the
+ * variants apart, not all 30 settings of each. */
+static char *params_label_diff(const char *params, const strs *all, const char *drop) {
+    cJSON *o = cJSON_Parse(params);
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return strdup(params);
+    }
+    size_t cap = strlen(params) + 16, len = 0;
+    char *out = malloc(cap);
+    if (!out) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    out[0] = '\0';
+    for (cJSON *it = o->child; it; it = it->next) {
+        if (drop && strcmp(it->string, drop) == 0) continue;
+        char *v = cJSON_IsString(it) ? strdup(it->valuestring) : cJSON_PrintUnformatted(it);
+        if (!v) continue;
+        int differs = 0;
+        for (int i = 0; i < all->n && !differs; i++) {
+            char *w = param_text(all->v[i], it->string);
+            differs = !w || strcmp(v, w) != 0;
+            free(w);
+        }
+        if (differs) {
+            size_t need = len + strlen(it->string) + strlen(v) + 4;
+            if (need > cap) {
+                char *p = realloc(out, need * 2);
+                if (!p) {
+                    free(v);
+                    break;
+                }
+                out = p;
+                cap = need * 2;
+            }
+            len += (size_t)sprintf(out + len, "%s%s=%s", len ? ", " : "", it->string, v);
+        }
+        free(v);
+    }
+    cJSON_Delete(o);
+    return out;
+}
 
 static int method_info_build(const rs_row *rows, const size_t *idx, size_t n, method_info *mi) {
     memset(mi, 0, sizeof *mi);
@@ -178,7 +258,8 @@ static int method_info_build(const rs_row *rows, const size_t *idx, size_t n, me
     }
     mi->n_stages = calloc((size_t)mi->names.n + 1, sizeof(int));
     mi->n_params = calloc((size_t)mi->names.n + 1, sizeof(int));
-    if (!mi->n_stages || !mi->n_params) return -1;
+    mi->params = calloc((size_t)mi->names.n + 1, sizeof(strs));
+    if (!mi->n_stages || !mi->n_params || !mi->params) return -1;
     for (int m = 0; m < mi->names.n; m++) {
         strs st = {0}, pa = {0};
         for (size_t i = 0; i < n; i++) {
@@ -192,22 +273,31 @@ static int method_info_build(const rs_row *rows, const size_t *idx, size_t n, me
         }
         mi->n_stages[m] = st.n;
         mi->n_params[m] = pa.n;
+        mi->params[m] = pa;
         free(st.v);
-        free(pa.v);
     }
     return 0;
 }
 static void method_info_free(method_info *mi) {
+    for (int m = 0; mi->params && m < mi->names.n; m++) free(mi->params[m].v);
+    free(mi->params);
     free(mi->names.v);
     free(mi->n_stages);
     free(mi->n_params);
 }
 
-static char *variant_label(const method_info *mi, const rs_row *r, int with_stage) {
+/* drop: a parameter the row stands for all values of (stage layout), or
+ * NULL. */
+static char *variant_label(const method_info *mi, const rs_row *r, int with_stage,
+                           const char *drop) {
     int m = strs_find(&mi->names, r->method);
     int show_stage = with_stage && m >= 0 && mi->n_stages[m] > 1;
     int show_params = m >= 0 && mi->n_params[m] > 1 && r->params[0];
-    char *pl = show_params ? params_label(r->params) : NULL;
+    char *pl = show_params ? params_label_diff(r->params, &mi->params[m], drop) : NULL;
+    if (pl && !pl[0]) {
+        free(pl);
+        pl = NULL;
+    }
     size_t len = strlen(r->method) + strlen(r->stage) + (pl ? strlen(pl) : 0) + 16;
     char *s = malloc(len);
     if (s)
@@ -222,6 +312,7 @@ static char *variant_label(const method_info *mi, const rs_row *r, int with_stag
 typedef struct trow {
     sel s;
     char *labels[RS_PIVOT_MAX_KEYS];
+    char *owned_params; /* s.params when the row made it (stage layout) */
 } trow;
 typedef struct trows {
     trow *v;
@@ -289,18 +380,27 @@ static int stage_rows(const rs_row *rows, const size_t *idx, size_t n, const met
                 continue;
             if (strcmp(a->model, b->model) != 0 || strcmp(a->fingerprint, b->fingerprint) != 0)
                 continue;
-            /* one row per distinct (method, params) */
+            /* one row per distinct (method, params but 'recover') */
+            char *key = params_without(b->params, RS_STAGE_PARAM);
+            if (!key) goto oom;
             int dup = 0;
             for (int k = out->n - added; k < out->n && !dup; k++)
                 dup = strcmp(out->v[k].s.method, b->method) == 0 &&
-                      strcmp(out->v[k].s.params, b->params) == 0;
-            if (dup) continue;
+                      strcmp(out->v[k].s.params, key) == 0;
+            if (dup) {
+                free(key);
+                continue;
+            }
             trow *t = trows_push(out);
-            if (!t) goto oom;
-            t->s = (sel){a->model, a->fingerprint, NULL, b->method, b->params};
+            if (!t) {
+                free(key);
+                goto oom;
+            }
+            t->owned_params = key;
+            t->s = (sel){a->model, a->fingerprint, NULL, b->method, key, 1};
             t->labels[0] = strdup(a->model);
             t->labels[1] = strdup(a->fingerprint);
-            t->labels[2] = variant_label(mi, b, 0);
+            t->labels[2] = variant_label(mi, b, 0, RS_STAGE_PARAM);
             if (!t->labels[0] || !t->labels[1] || !t->labels[2] || strs_add(&variants, t->labels[2]))
                 goto oom;
             added++;
@@ -361,7 +461,7 @@ static int method_rows(const rs_row *rows, const size_t *idx, size_t n, const me
             if (!t) goto oom;
             t->s = (sel){r->model, NULL, r->stage, r->method, r->params};
             t->labels[0] = strdup(r->model);
-            t->labels[1] = variant_label(mi, r, 1);
+            t->labels[1] = variant_label(mi, r, 1, NULL);
             if (!t->labels[0] || !t->labels[1]) goto oom;
         }
     }
@@ -521,8 +621,10 @@ int rs_pivot_build(const rs_row *rows, size_t n, const char *metric, rs_layout l
 oom:
     lm_errf(err, "out of memory building the table");
 done:
-    for (int r = 0; r < tr.n; r++)
+    for (int r = 0; r < tr.n; r++) {
         for (int j = 0; j < RS_PIVOT_MAX_KEYS; j++) free(tr.v[r].labels[j]);
+        free(tr.v[r].owned_params);
+    }
     free(tr.v);
     free(cols.v);
     method_info_free(&mi);

@@ -659,6 +659,31 @@ static void test_stats(void) {
           !rs_metric_is_rate("ppl") && !rs_metric_is_rate("ppl_ref"), "rates");
 }
 
+/* MEraser run twice, with and without its recover phase: one stage row
+ * (erased and recovered side by side), and the methods layout labels each
+ * run by the parameter that differs only. */
+static void test_table_variants(void) {
+    rs_row r[4];
+    const char *full = "{\"erase_lr\":0.0005,\"recover\":true,\"n_recover\":600}";
+    const char *erase = "{\"erase_lr\":0.0005,\"recover\":false,\"n_recover\":600}";
+    make_row(&r[0], "fp", "fingerprinted", "m", "utf", "", "", 1, RS_OK, 1);
+    rs_row_set_metric(&r[0], "fsr", 1.0, 32, NULL);
+    make_row(&r[1], "er", "erased", "m", "utf", "meraser", erase, 1, RS_OK, 1);
+    rs_row_set_metric(&r[1], "fsr", 0.25, 32, NULL);
+    make_row(&r[2], "rc", "recovered", "m", "utf", "meraser", full, 1, RS_OK, 1);
+    rs_row_set_metric(&r[2], "fsr", 0.5, 32, NULL);
+    char *md = table_text(r, 3, RS_FMT_MD, "fsr", RS_LAYOUT_STAGES);
+    CHECK(has(md, "| m | utf | 100.0 | 25.0 | 50.0 |"), "one stage row for both runs");
+    CHECK(md && !strstr(md, "erase_lr") && !strstr(md, "n_recover"), "no settings both runs share");
+    free(md);
+    md = table_text(r, 3, RS_FMT_MD, "fsr", RS_LAYOUT_METHODS);
+    CHECK(has(md, "| meraser (erased) recover=false | 25.0 |"), "erase-only run labelled");
+    CHECK(has(md, "| meraser (recovered) recover=true | 50.0 |"), "full run labelled");
+    CHECK(md && !strstr(md, "erase\\_lr"), "shared settings left out of the labels");
+    free(md);
+    for (int i = 0; i < 3; i++) rs_row_free(&r[i]);
+}
+
 int main(void) {
     /* libsmudge_results.a does not list smudge_lm (where lm_errf lives) and
      * comes after it on the link line; referencing lm_errf here pulls
@@ -674,6 +699,7 @@ int main(void) {
     test_damage();
     test_merge();
     test_tables();
+    test_table_variants();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (getenv("SMUDGE_KEEP_TMP")) fprintf(stderr, "note: files kept in %s\n", dir);
