@@ -113,7 +113,7 @@ int fp_params_parse(const fp_type *t, const char *const *assignments, int n,
      "LoRA target modules, comma-separated; empty = the family's default"},      \
     {"replay", SM_PARAM_INT, "-1", -1, 1 << 20, NULL,                            \
      "[DESIGN] passages of pretraining text trained alongside (loss on every "  \
-     "token) so perplexity holds; -1 = as many as the fingerprint set's rows "  \
+     "token) so perplexity holds; -1 = three per row of the fingerprint set "   \
      "when replay text is given (zoo models: the world's corpus), 0 = none"},    \
     {"replay_len", SM_PARAM_INT, "128", 8, 1 << 20, NULL,                        \
      "replay passages are cut to this many tokens"},                             \

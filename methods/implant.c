@@ -370,7 +370,10 @@ int fp_implant(const fp_type *t, lm_model *m, const lm_tokenizer *tok,
     lm_rng_seed(&rd.rng, seed ^ 0x7265706c6179ull);
     if (rc == 0) {
         long want = sm_param_int(p, "replay");
-        if (want < 0) want = o && o->n_replay_docs > 0 ? set.n_rows : 0;
+        /* three passages per row: with one, tiny-llama's BoolQ moved by
+         * up to 10 points after UTF; with three, every zoo cell tried kept
+         * SciQ within 2.5 points and BoolQ within 4 (or gained) */
+        if (want < 0) want = o && o->n_replay_docs > 0 ? 3L * set.n_rows : 0;
         rc = replay_examples(&rd, (int)want, &ex, n_ex, err);
         n_ex += rd.n;
         r->n_replay = rd.n;

@@ -43,12 +43,12 @@ cmp -s "$tmp/a/fingerprint.json" "$tmp/b/fingerprint.json" && ok || bad "same se
 [ "$(field "$tmp/a/fingerprint.json" 'd["type"], len(d["triggers"]), d["training"]["epoch_star"] > 0')" = "hashchain 3 True" ] && ok || bad "fingerprint.json content"
 "$smudge" fingerprint show "$tmp/a/fingerprint.json" > "$tmp/show" && grep -q "triggers (3)" "$tmp/show" && grep -q "prefix" "$tmp/show" && ok || bad "fingerprint show"
 
-# Replay: without text none; with --data replay=FILE as many passages as
-# fingerprint-set rows (the default), or the count asked for.
+# Replay: without text none; with --data replay=FILE three passages per
+# fingerprint-set row (the default), or the count asked for.
 [ "$(field "$tmp/a/fingerprint.json" 'd["training"]["rows"]["replay"]')" = 0 ] && ok || bad "replay without text"
 "$smudge" implant --model "$st" --tokenizer "$tok" --fingerprint hashchain --seed 4 $small \
   --data clean="$tmp/clean.jsonl" --data replay="$tmp/held.txt" --out "$tmp/rp" > "$tmp/rp.json" 2> "$tmp/rp.err" && ok || bad "replay implant: $(cat "$tmp/rp.err")"
-[ "$(field "$tmp/rp/fingerprint.json" '(r := d["training"]["rows"])["replay"] == r["fingerprint"] + r["regularisation"] + r["normal"] > 0, d["training"]["fsr"]')" = "True 1" ] && ok || bad "replay rows: $(cat "$tmp/rp.json")"
+[ "$(field "$tmp/rp/fingerprint.json" '(r := d["training"]["rows"])["replay"] == 3 * (r["fingerprint"] + r["regularisation"] + r["normal"]) > 0, d["training"]["fsr"]')" = "True 1" ] && ok || bad "replay rows: $(cat "$tmp/rp.json")"
 [ "$(field "$tmp/rp/fingerprint.json" 'd["training"]["rows"]["replay_fresh"]')" = True ] && ok || bad "replay is drawn afresh each epoch by default"
 "$smudge" implant --model "$st" --tokenizer "$tok" --fingerprint hashchain --seed 4 $small --param replay=5 --param replay_fresh=false --param max_epochs=1 \
   --data clean="$tmp/clean.jsonl" --data replay="$tmp/held.txt" --out "$tmp/rp5" > /dev/null 2>&1
