@@ -155,40 +155,6 @@ static int is_removal_stage(const char *st) {
            strcmp(st, RS_STAGE_RECOVERED) == 0;
 }
 
-/* {"ratio":0.05,"corpus":"guanaco"} -> ratio=0.05, corpus=guanaco */
-static char *params_label(const char *params) {
-    cJSON *o = cJSON_Parse(params);
-    if (!o || !cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        return strdup(params);
-    }
-    size_t cap = strlen(params) + 16, len = 0;
-    char *out = malloc(cap);
-    if (!out) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    out[0] = '\0';
-    for (cJSON *it = o->child; it; it = it->next) {
-        char *v = cJSON_IsString(it) ? strdup(it->valuestring) : cJSON_PrintUnformatted(it);
-        if (!v) continue;
-        size_t need = len + strlen(it->string) + strlen(v) + 4;
-        if (need > cap) {
-            char *p = realloc(out, need * 2);
-            if (!p) {
-                free(v);
-                break;
-            }
-            out = p;
-            cap = need * 2;
-        }
-        len += (size_t)sprintf(out + len, "%s%s=%s", len ? ", " : "", it->string, v);
-        free(v);
-    }
-    cJSON_Delete(o);
-    return out;
-}
-
 /* What the label of a removal variant must show to tell rows apart. */
 typedef struct method_info {
     strs names;
@@ -205,10 +171,11 @@ static char *param_text(const char *params, const char *key) {
     return v;
 }
 
-/* "k=v, ..." for the keys of params whose value is not the same in every
- * params of `all` (skipping `drop`): the label says what tells the
- * variants apart, not all 30 settings of each. */
-static char *params_label_diff(const char *params, const strs *all, const char *drop) {
+/* {"ratio":0.05,"corpus":"guanaco"} -> "ratio=0.05, corpus=guanaco". With
+ * `all`, only the keys whose value is not the same in every params of it
+ * (skipping `drop`): the label says what tells a method's variants apart,
+ * not all 30 settings of each. */
+static char *params_label(const char *params, const strs *all, const char *drop) {
     cJSON *o = cJSON_Parse(params);
     if (!o || !cJSON_IsObject(o)) {
         cJSON_Delete(o);
@@ -225,8 +192,8 @@ static char *params_label_diff(const char *params, const strs *all, const char *
         if (drop && strcmp(it->string, drop) == 0) continue;
         char *v = cJSON_IsString(it) ? strdup(it->valuestring) : cJSON_PrintUnformatted(it);
         if (!v) continue;
-        int differs = 0;
-        for (int i = 0; i < all->n && !differs; i++) {
+        int differs = !all;
+        for (int i = 0; all && i < all->n && !differs; i++) {
             char *w = param_text(all->v[i], it->string);
             differs = !w || strcmp(v, w) != 0;
             free(w);
@@ -293,7 +260,7 @@ static char *variant_label(const method_info *mi, const rs_row *r, int with_stag
     int m = strs_find(&mi->names, r->method);
     int show_stage = with_stage && m >= 0 && mi->n_stages[m] > 1;
     int show_params = m >= 0 && mi->n_params[m] > 1 && r->params[0];
-    char *pl = show_params ? params_label_diff(r->params, &mi->params[m], drop) : NULL;
+    char *pl = show_params ? params_label(r->params, &mi->params[m], drop) : NULL;
     if (pl && !pl[0]) {
         free(pl);
         pl = NULL;
@@ -790,7 +757,7 @@ static int ex_table(const rs_row *rows, size_t n, rs_format fmt, FILE *out, lm_e
     unit_fmt u = {1, 3, ""};
     for (int r = 0; rc == 0 && r < nt; r++) {
         const rs_row *k = t[r].key;
-        char *pl = k->params[0] ? params_label(k->params) : NULL;
+        char *pl = k->params[0] ? params_label(k->params, NULL, NULL) : NULL;
         char defence[RS_METHOD_LEN + RS_PARAMS_LEN + 4];
         if (pl && pl[0]) snprintf(defence, sizeof defence, "%s[%s]", k->method, pl);
         else snprintf(defence, sizeof defence, "%s", k->method);
