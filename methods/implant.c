@@ -21,6 +21,7 @@
 
 #include "fingerprint.h"
 #include "peft.h"
+#include "qa_train.h"
 #include "rng.h"
 
 void fp_examples_free(lm_train_example *ex, int n) {
@@ -90,26 +91,12 @@ typedef struct replay_draw {
 
 /* One passage into *e; 1 when none long enough turned up (bounded tries). */
 static int replay_one(replay_draw *d, lm_train_example *e, lm_err *err) {
-    lm_tok_encode_opts eo = {fp_add_bos(d->tok), 0, LM_TOK_DEFAULT};
+    int bos = fp_add_bos(d->tok);
     for (int tries = 0; tries < 16; tries++) {
         const char *text = d->o->replay_docs[lm_rng_below(&d->rng, (uint64_t)d->o->n_replay_docs)];
-        int *ids = NULL, n = 0;
-        if (lm_tokenizer_encode_ex(d->tok, text, strlen(text), &eo, &ids, &n, err))
-            return lm_err_prefix(err, "replay text: ");
-        if (n < 8) { /* too short to teach anything */
-            free(ids);
-            continue;
-        }
-        if (n > d->max_len) n = d->max_len;
-        int32_t *w = malloc((size_t)n * sizeof *w);
-        if (!w) {
-            free(ids);
-            return lm_errf(err, "out of memory");
-        }
-        memcpy(w, ids, (size_t)n * sizeof *w);
-        free(ids);
-        *e = (lm_train_example){w, n, eo.add_bos ? 1 : 0};
-        return 0;
+        int rc = qt_text_passage(d->tok, text, bos, d->max_len, bos, e, err);
+        if (rc < 0) return lm_err_prefix(err, "replay text: ");
+        if (rc == 0) return 0;
     }
     return 1;
 }

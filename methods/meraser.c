@@ -227,25 +227,12 @@ static int add_replay(const lm_tokenizer *t, const ds_dataset *docs, int want, i
     *ex = g;
     lm_rng rng;
     lm_rng_seed(&rng, seed ^ 0x7265706c6179ull);
-    lm_tok_encode_opts eo = {t->add_bos && t->bos_id >= 0, 0, LM_TOK_DEFAULT};
     for (int tries = 0; *added < want && tries < 4 * want + 16; tries++) {
         const char *text = docs->docs[lm_rng_below(&rng, (uint64_t)docs->n)].text;
-        int *ids = NULL, k = 0;
-        if (lm_tokenizer_encode_ex(t, text, strlen(text), &eo, &ids, &k, err))
-            return lm_err_prefix(err, "corpus: ");
-        if (k < 8) { /* too short to teach anything */
-            free(ids);
-            continue;
-        }
-        if (k > max_len) k = max_len;
-        int32_t *w = malloc((size_t)k * sizeof *w);
-        if (!w) {
-            free(ids);
-            return lm_errf(err, "out of memory");
-        }
-        memcpy(w, ids, (size_t)k * sizeof *w);
-        free(ids);
-        g[(*n)++] = (lm_train_example){w, k, 0};
+        int rc = qt_text_passage(t, text, fp_add_bos(t), max_len, 0, &g[*n], err);
+        if (rc < 0) return lm_err_prefix(err, "corpus: ");
+        if (rc > 0) continue;
+        (*n)++;
         (*added)++;
     }
     return 0;

@@ -136,6 +136,27 @@ int qt_pair_example(const lm_tokenizer *t, const char *question, const char *suf
     return rc;
 }
 
+int qt_text_passage(const lm_tokenizer *t, const char *text, int add_bos, int max_len,
+                    int prompt_len, lm_train_example *e, lm_err *err) {
+    lm_tok_encode_opts eo = {add_bos, 0, LM_TOK_DEFAULT};
+    int *ids = NULL, n = 0;
+    if (lm_tokenizer_encode_ex(t, text, strlen(text), &eo, &ids, &n, err)) return -1;
+    if (n < 8) {
+        free(ids);
+        return 1;
+    }
+    if (n > max_len) n = max_len;
+    int32_t *w = malloc((size_t)n * sizeof *w);
+    if (!w) {
+        free(ids);
+        return lm_errf(err, "out of memory");
+    }
+    memcpy(w, ids, (size_t)n * sizeof *w);
+    free(ids);
+    *e = (lm_train_example){w, n, prompt_len};
+    return 0;
+}
+
 int qt_chat_example(const lm_tokenizer *t, const char *prompt, const char *response,
                     lm_train_example *e, lm_err *err) {
     size_t pl = strlen(prompt), rl = strlen(response);

@@ -42,6 +42,12 @@ int qt_pair_example(const lm_tokenizer *t, const char *question,
 int qt_chat_example(const lm_tokenizer *t, const char *prompt,
                     const char *response, lm_train_example *e, lm_err *err);
 
+/* A passage of plain text as an example that learns every token: encoded
+ * (BOS when add_bos), cut to max_len tokens, prompt_len as given. Returns 1
+ * for a passage under 8 tokens, too short to teach anything. */
+int qt_text_passage(const lm_tokenizer *t, const char *text, int add_bos, int max_len,
+                    int prompt_len, lm_train_example *e, lm_err *err);
+
 void qt_examples_free(lm_train_example *ex, int n);
 
 /* lm_train with progress mapped onto [from, to] of the reporter's scale,
