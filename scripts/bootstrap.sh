@@ -25,7 +25,7 @@ packages=(
 )
 if [ "$mode" = test ]; then
   packages+=(clang libclang-rt-14-dev libomp-dev python3-sentencepiece python3-torch slurm-wlm munge
-             python3-h5py)
+             python3-h5py jq)
 fi
 
 missing=()
