@@ -52,6 +52,18 @@ int lm_train_make_batch(const lm_train_example *const *ex, int B, int T,
     return counted;
 }
 
+/* Per-token loss weights for loss_length_power p: c^-p on every target of
+ * a row with c targets (p = 1: the mean over examples of each one's mean). */
+static void example_weights(const int32_t *targets, int B, int T, double p, float *w) {
+    for (int b = 0; b < B; b++) {
+        const int32_t *tg = targets + (size_t)b * T;
+        int c = 0;
+        for (int t = 0; t < T; t++) c += tg[t] >= 0;
+        float wc = c ? (float)pow((double)c, -p) : 0.0f;
+        for (int t = 0; t < T; t++) w[(size_t)b * T + t] = wc;
+    }
+}
+
 /* HF's LengthGroupedSampler, deterministic: within each run of `group`
  * micro-batches, examples are sorted by length (ties by position, so the
  * order is total) and the run's batches are then visited in shuffled order.
@@ -130,6 +142,9 @@ static int check_opts(const lm_train_opts *o, int n_ex, lm_err *err) {
     if (o->schedule < 0 || o->schedule >= LM_SCHED_COUNT)
         return lm_errf(err, "unknown learning-rate schedule %d",
                        (int)o->schedule);
+    if (!(o->loss_length_power >= 0.0 && o->loss_length_power <= 4.0))
+        return lm_errf(err, "loss_length_power %g must be between 0 and 4",
+                       o->loss_length_power);
     if (o->batch_size > (1 << 20))
         return lm_errf(err, "batch size %d is implausibly large",
                        o->batch_size);
@@ -205,6 +220,7 @@ int lm_train(lm_model *m, lm_lora_set *lora, const lm_train_example *ex,
     lm_acts acts = {0};
     float **hidden = NULL;  /* base gradients hidden during LoRA training */
     int32_t *ids = NULL, *targets = NULL;
+    float *weights = NULL;  /* per-token loss weights (loss_per_example) */
     int *order = NULL;
     const lm_train_example **batch = NULL;
     int rc = 0;
@@ -244,7 +260,8 @@ int lm_train(lm_model *m, lm_lora_set *lora, const lm_train_example *ex,
     targets = malloc((size_t)B * tmax * sizeof *targets);
     order = malloc((size_t)n_ex * sizeof *order);
     batch = malloc((size_t)B * sizeof *batch);
-    if (!ids || !targets || !order || !batch) {
+    if (o->loss_length_power > 0) weights = malloc((size_t)B * tmax * sizeof *weights);
+    if (!ids || !targets || !order || !batch || (o->loss_length_power > 0 && !weights)) {
         rc = lm_errf(err, "out of memory");
         goto done;
     }
@@ -293,15 +310,16 @@ int lm_train(lm_model *m, lm_lora_set *lora, const lm_train_example *ex,
                                                   o->train_on_prompt, ids,
                                                   targets);
                 if (counted == 0) continue;
+                if (weights) example_weights(targets, nb, T, o->loss_length_power, weights);
                 if ((rc = lm_forward(m, &acts, ids, NULL, nb, T, err)))
                     goto done;
-                float loss = lm_loss(m, &acts, targets, NULL, NULL);
+                float loss = lm_loss(m, &acts, targets, weights, NULL);
                 if (!isfinite(loss)) {
                     rc = lm_errf(err, "the loss became %g at update %ld",
                                  (double)loss, step + 1);
                     goto done;
                 }
-                if ((rc = lm_backward(m, &acts, ids, targets, NULL, err)))
+                if ((rc = lm_backward(m, &acts, ids, targets, weights, err)))
                     goto done;
                 loss_sum += loss;
                 k++;
@@ -366,6 +384,7 @@ done:
     free(batch);
     free(order);
     free(targets);
+    free(weights);
     free(ids);
     lm_acts_free(&acts);
     lm_adamw_free(&opt);

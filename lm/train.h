@@ -63,6 +63,12 @@ typedef struct lm_train_opts {
                                group_by_length), so short examples are not
                                padded to a long one's length */
     int train_on_prompt;    /* 0: loss on the response tokens only */
+    double loss_length_power; /* 0: a micro-batch's loss is the mean over
+                               its target tokens (the HF Trainer's); p > 0:
+                               an example with c targets weighs each c^-p,
+                               so at 1 the loss is the mean over examples of
+                               each one's mean and a one-token answer weighs
+                               as much as a long passage */
     int max_len;            /* 0 = the model's context; longer examples are
                                cut to their first max_len tokens */
     /* LoRA (used when lora_r > 0 and the set passed in is empty) */

@@ -732,6 +732,52 @@ static void test_group_by_length(void) {
     free(w[1]);
 }
 
+/* The loss at lr 0 of one update over `ex`, with loss_length_power p. */
+static double loss_of(const lm_train_example *ex, int n, double p) {
+    lm_model m;
+    build_model(&m, 11);
+    lm_train_opts o;
+    lm_train_opts_default(&o);
+    o.lora_r = 0;
+    o.lr = 0.0;
+    o.max_steps = 1;
+    o.batch_size = n;
+    o.shuffle = 0;
+    o.loss_length_power = p;
+    lm_train_status st;
+    lm_err err;
+    CHECK(lm_train(&m, NULL, ex, n, &o, &st, &err) == 0, "%s", err.msg);
+    lm_model_free(&m);
+    return st.loss;
+}
+
+/* loss_length_power weighs an example with c targets c^-p per token: the
+ * batch loss is the weighted mean of each example's own mean loss. */
+static void test_loss_length_power(void) {
+    /* a: one answer token; b: six targets */
+    lm_train_example two[2] = {{data[0], 7, 6}, {data[1], 7, 0}};
+    double ma = loss_of(&two[0], 1, 0.0), mb = loss_of(&two[1], 1, 0.0);
+    CHECK(fabs(ma - mb) > 0.01, "the two examples' losses differ (%g, %g)", ma, mb);
+    const double powers[] = {0.0, 0.5, 1.0};
+    for (int k = 0; k < 3; k++) {
+        double p = powers[k], wa = 1.0, wb = 6.0 * pow(6.0, -p);
+        double want = (wa * ma + wb * mb) / (wa + wb), got = loss_of(two, 2, p);
+        CHECK(fabs(got - want) < 1e-4 * (1 + fabs(want)),
+              "power %g: batch loss %.6f, want %.6f", p, got, want);
+    }
+    lm_model m;
+    build_model(&m, 11);
+    lm_train_opts o;
+    lm_train_opts_default(&o);
+    o.lora_r = 0;
+    o.loss_length_power = -1.0;
+    lm_err err;
+    CHECK(lm_train(&m, NULL, two, 2, &o, NULL, &err) < 0 &&
+              strstr(err.msg, "loss_length_power"),
+          "a negative power is refused: %s", err.msg);
+    lm_model_free(&m);
+}
+
 /* An epoch_end that rewrites the examples: a longer one than the first
  * epoch's longest is refused, naming the epoch. */
 typedef struct grow_ctx {
@@ -784,6 +830,7 @@ int main(void) {
     test_lora_parts();
     test_peft_files();
     test_group_by_length();
+    test_loss_length_power();
     test_epoch_rewrite();
     lm_backend_cpu_free(be);
     return check_done();
