@@ -322,7 +322,7 @@ static int ex_implant_run(const su_exec *x, rs_row *row, lm_err *err) {
     char path[SU_PATH_LEN], tok_path[SU_PATH_LEN + 300];
     ex_variant v;
     if (ex_variant_parse(f->type, &v)) return lm_errf(err, "unknown attack '%s'", f->type);
-    if (su_model_path(g, x->unit->model, x->threads, path, sizeof path, err)) return -1;
+    if (su_model_path(g, x->unit->model, path, sizeof path, err)) return -1;
     if (v == EX_NONE) return su_artifact_ref_model(x->out_dir, path, err);
     if (model_tokenizer(path, tok_path, sizeof tok_path, err)) return -1;
     lm_tokenizer tok;
@@ -368,7 +368,7 @@ static int ex_eval_run(const su_exec *x, rs_row *row, lm_err *err) {
     ex_variant v;
     if (ex_variant_parse(f->type, &v)) return lm_errf(err, "unknown attack '%s'", f->type);
     char base[SU_PATH_LEN], tok_path[SU_PATH_LEN + 300], model_path[SU_PATH_LEN];
-    if (su_model_path(g, u->model, x->threads, base, sizeof base, err) ||
+    if (su_model_path(g, u->model, base, sizeof base, err) ||
         model_tokenizer(base, tok_path, sizeof tok_path, err) ||
         su_artifact_model(x->inputs[0], model_path, sizeof model_path, err))
         return -1;
@@ -480,7 +480,7 @@ static int implant_run(const su_exec *x, rs_row *row, lm_err *err) {
     if (g->extraction) return ex_implant_run(x, row, err);
     const su_fingerprint *f = &g->fps[x->unit->fp];
     char path[SU_PATH_LEN];
-    if (su_model_path(g, x->unit->model, x->threads, path, sizeof path, err)) return -1;
+    if (su_model_path(g, x->unit->model, path, sizeof path, err)) return -1;
     /* "none": the fingerprinted model is the base model itself; refer to
      * it rather than copy it. */
     if (!strcmp(f->type, "none")) return su_artifact_ref_model(x->out_dir, path, err);
@@ -596,7 +596,7 @@ static int eval_run(const su_exec *x, rs_row *row, lm_err *err) {
     int base_eval = u->kind == SU_BASE_EVAL;
     char model_path[SU_PATH_LEN], base[SU_PATH_LEN], tok[SU_PATH_LEN + 300];
     char world[SU_PATH_LEN], fp_file[SU_PATH_LEN + 160], policy[SU_PATH_LEN + 32];
-    if (su_model_path(g, u->model, x->threads, base, sizeof base, err) ||
+    if (su_model_path(g, u->model, base, sizeof base, err) ||
         model_tokenizer(base, tok, sizeof tok, err) ||
         model_world(g, u->model, world, sizeof world, err))
         return -1;
@@ -712,7 +712,7 @@ static int method_run(const su_exec *x, rs_row *row, const sm_method *m,
     char ref_path[SU_PATH_LEN];
     lm_model ref;
     int have_ref = 0;
-    if (su_model_path(g, x->unit->model, x->threads, ref_path, sizeof ref_path, err)) {
+    if (su_model_path(g, x->unit->model, ref_path, sizeof ref_path, err)) {
         lm_model_free(&model);
         lm_backend_cpu_free(be);
         return -1;
@@ -808,7 +808,7 @@ static int prepare_run(const su_exec *x, rs_row *row, lm_err *err) {
     if (!is_transfer(me->m))
         return lm_errf(err, "method '%s' has no shared preparation", me->m->name);
     char base[SU_PATH_LEN];
-    if (su_model_path(g, x->unit->model, x->threads, base, sizeof base, err)) return -1;
+    if (su_model_path(g, x->unit->model, base, sizeof base, err)) return -1;
     return method_run(x, row, me->m, &me->set.params, base, err);
 }
 
@@ -906,7 +906,7 @@ const char *su_metric_list(void) {
            "query_extraction_ratio, token_extraction_ratio, opening_word_f1, bleu";
 }
 
-int su_model_path(const su_grid *g, int model, int threads, char *out, size_t cap,
+int su_model_path(const su_grid *g, int model, char *out, size_t cap,
                   lm_err *err) {
     const su_model *mo = &g->models[model];
     if (mo->is_path) {
@@ -915,6 +915,6 @@ int su_model_path(const su_grid *g, int model, int threads, char *out, size_t ca
     }
     const su_recipe *r = su_zoo_find(mo->spec);
     if (!r) return lm_errf(err, "model '%s' is neither a path nor a zoo recipe", mo->spec);
-    if (su_zoo_build(r, NULL, 0, threads, NULL, err)) return lm_err_prefix(err, "zoo %s: ", r->name);
+    if (su_zoo_build(r, NULL, 0, NULL, err)) return lm_err_prefix(err, "zoo %s: ", r->name);
     return su_zoo_model_dir(r, NULL, out, cap, err);
 }

@@ -121,8 +121,7 @@ const char *su_metric_list(void);
 /* The directory of a real-track model: its path, or for a zoo recipe its
  * cache folder (built first if it is not there; several processes may ask
  * at once: one builds, the others wait). */
-int su_model_path(const su_grid *g, int model, int threads, char *out, size_t cap,
-                  lm_err *err);
+int su_model_path(const su_grid *g, int model, char *out, size_t cap, lm_err *err);
 
 /* ---- artifacts and rows ---- */
 

@@ -38,6 +38,7 @@ typedef struct su_recipe {
     int sft_epochs, sft_batch;
     double sft_lr;
     int task_repeats;
+    double sft_loss_power;  /* lm_train's loss_length_power: 0 = token mean */
     /* windows of sft_replay_len corpus tokens mixed into instruction
      * tuning (loss on every token): chats alone pull a tiny model off
      * plain text, and held-out perplexity is measured on plain text */
@@ -82,10 +83,12 @@ int su_zoo_ensure_world(const su_recipe *r, const char *cache_dir, char *out,
                         size_t cap, const su_zoo_progress *p, lm_err *err);
 /* 1 if built, 0 if not. */
 int su_zoo_is_built(const su_recipe *r, const char *cache_dir);
-/* Builds the model unless it is there already (rebuild forces it). Safe to
- * call from several processes at once: one builds, the others wait. */
+/* Builds the model unless it is there already (rebuild forces it), on one
+ * thread so that the same recipe gives the same bits wherever it is built
+ * from. Safe to call from several processes at once: one builds, the
+ * others wait. */
 int su_zoo_build(const su_recipe *r, const char *cache_dir, int rebuild,
-                 int threads, const su_zoo_progress *p, lm_err *err);
+                 const su_zoo_progress *p, lm_err *err);
 int su_zoo_read_quality(const su_recipe *r, const char *cache_dir,
                         su_zoo_quality *q, lm_err *err);
 /* A model argument may name a recipe: returns its folder (building it if
