@@ -220,7 +220,7 @@ int lm_train(lm_model *m, lm_lora_set *lora, const lm_train_example *ex,
     lm_acts acts = {0};
     float **hidden = NULL;  /* base gradients hidden during LoRA training */
     int32_t *ids = NULL, *targets = NULL;
-    float *weights = NULL;  /* per-token loss weights (loss_per_example) */
+    float *weights = NULL;  /* per-token loss weights (loss_length_power) */
     int *order = NULL;
     const lm_train_example **batch = NULL;
     int rc = 0;

@@ -109,11 +109,11 @@ static void drain(builder *b) {
     while ((nl = strchr(b->buf, '\n'))) {
         *nl = '\0';
         char *tab = strchr(b->buf, '\t');
-        if (tab) {
-            char stage[64];
+        if (tab) { /* formatted aside: buf and state share the struct */
+            char state[sizeof b->state];
             *tab = '\0';
-            snprintf(stage, sizeof stage, "%s", b->buf);
-            snprintf(b->state, sizeof b->state, "%.40s %.5s%%", stage, tab + 1);
+            snprintf(state, sizeof state, "%.40s %.5s%%", b->buf, tab + 1);
+            memcpy(b->state, state, sizeof state);
         }
         size_t used = (size_t)(nl + 1 - b->buf);
         memmove(b->buf, nl + 1, b->len - used + 1);
@@ -154,9 +154,6 @@ static int start_builder(builder *b, const su_recipe *r, const char *cache, int 
 static int build_all(const char *cache, int rebuild, int jobs) {
     int n = su_zoo_count(), next = 0, running = 0, failed = 0;
     int show_progress = cli_progress_enabled();
-    builder b[16];
-    if (n > (int)(sizeof b / sizeof b[0])) n = (int)(sizeof b / sizeof b[0]);
-    for (int i = 0; i < n; i++) b[i] = (builder){.pid = 0, .fd = -1};
     /* the world first, so the builders do not queue on its lock */
     char world[4096];
     lm_err err = {{0}};
@@ -164,6 +161,17 @@ static int build_all(const char *cache, int rebuild, int jobs) {
         fprintf(stderr, "smudge zoo: %s\n", err.msg);
         return CLI_FAIL;
     }
+    builder *b = calloc((size_t)n, sizeof *b);
+    struct pollfd *pf = calloc((size_t)n, sizeof *pf);
+    int *who = calloc((size_t)n, sizeof *who);
+    if (!b || !pf || !who) {
+        fprintf(stderr, "smudge zoo: out of memory\n");
+        free(b);
+        free(pf);
+        free(who);
+        return CLI_FAIL;
+    }
+    for (int i = 0; i < n; i++) b[i] = (builder){.pid = 0, .fd = -1};
     while (next < n || running > 0) {
         while (next < n && running < jobs) {
             if (start_builder(&b[next], su_zoo_at(next), cache, rebuild)) {
@@ -174,8 +182,7 @@ static int build_all(const char *cache, int rebuild, int jobs) {
             next++;
             running++;
         }
-        struct pollfd pf[16];
-        int who[16], np = 0;
+        int np = 0;
         for (int i = 0; i < n; i++)
             if (b[i].pid > 0 && b[i].fd >= 0) {
                 pf[np] = (struct pollfd){.fd = b[i].fd, .events = POLLIN};
@@ -204,6 +211,9 @@ static int build_all(const char *cache, int rebuild, int jobs) {
     }
     if (show_progress) fputs("\r\033[K", stderr);
     if (failed) fprintf(stderr, "smudge zoo: %d of %d models failed to build\n", failed, n);
+    free(b);
+    free(pf);
+    free(who);
     return failed ? CLI_FAIL : CLI_OK;
 }
 
